@@ -1,0 +1,3 @@
+from ogsync.cli import main
+
+main()

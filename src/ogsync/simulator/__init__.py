@@ -1,0 +1,1 @@
+"""A faithful local Ordergroove REST API, for tests, the demo and benchmarks."""

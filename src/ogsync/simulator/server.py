@@ -1,0 +1,185 @@
+"""Building and running a simulator: in the foreground, in a thread, or as a child process."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
+from ogsync.simulator.app import Simulator, build_app
+from ogsync.simulator.changes import Changer
+from ogsync.simulator.clock import SimClock
+from ogsync.simulator.data import Catalog, Factory, generate, hex_id
+from ogsync.simulator.deliver import WebhookDeliverer
+from ogsync.simulator.faults import FaultDice, Faults
+from ogsync.simulator.store import Store
+
+DEFAULT_API_KEY = "sim-bulk-key"
+
+
+@dataclass
+class SimulatorConfig:
+    seed: int = 1
+    records: int = 10_000
+    timezone: str = DEFAULT_API_TIMEZONE
+    api_key: str = DEFAULT_API_KEY
+    limited_key: str | None = None
+    start: datetime | None = None  # the simulated clock's start; None is now
+    frozen_clock: bool = False
+    database: Path | None = None  # where SQLite keeps the records; None is a temporary file
+    faults: Faults = field(default_factory=Faults)
+    webhook_url: str | None = None
+    webhook_secrets: list[str] = field(default_factory=list)
+    webhook_duplicates: float = 0.0
+    webhook_shuffle: bool = False
+    webhook_retry_seconds: float = 1.0
+
+
+def build(config: SimulatorConfig) -> Simulator:
+    """Generate the merchant's data and wire up a simulator (no server yet)."""
+    tz = zone(config.timezone)
+    rng = random.Random(config.seed)
+    clock = SimClock(config.start, frozen=config.frozen_clock)
+    store = Store(config.database)
+    factory = Factory(rng, tz, Catalog(merchant=hex_id(rng)))
+    generate(store, factory, config.records, clock.now())
+    deliverer = WebhookDeliverer(
+        config.webhook_url,
+        config.webhook_secrets,
+        seed=config.seed,
+        duplicates=config.webhook_duplicates,
+        shuffle=config.webhook_shuffle,
+        retry_base_seconds=config.webhook_retry_seconds,
+    )
+    return Simulator(
+        store=store,
+        clock=clock,
+        tz=tz,
+        changer=Changer(store, factory),
+        deliverer=deliverer,
+        faults=config.faults,
+        dice=FaultDice(config.faults, config.seed),
+        api_key=config.api_key,
+        limited_key=config.limited_key,
+    )
+
+
+def uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        date_header=False,  # the simulator sends its own clock's Date
+        server_header=False,
+        lifespan="on",
+    )
+
+
+def serve(config: SimulatorConfig, host: str, port: int) -> None:
+    sim = build(config)
+    try:
+        uvicorn.Server(uvicorn_config(build_app(sim), host, port)).run()
+    finally:
+        sim.store.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningSimulator:
+    url: str
+    api_key: str
+    sim: Simulator | None = None  # present when it runs in this process
+
+
+@contextmanager
+def simulator_in_thread(
+    config: SimulatorConfig, host: str = "127.0.0.1"
+) -> Iterator[RunningSimulator]:
+    """A simulator serving from a thread of this process, for tests and the demo."""
+    sim = build(config)
+    port = free_port(host)
+    server = uvicorn.Server(uvicorn_config(build_app(sim), host, port))
+    thread = threading.Thread(target=server.run, name="ogsync-simulator", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the simulator did not start")
+            time.sleep(0.01)
+        yield RunningSimulator(f"http://{host}:{port}", config.api_key, sim)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sim.store.close()
+
+
+@contextmanager
+def simulator_process(
+    args: list[str],
+    host: str = "127.0.0.1",
+    *,
+    api_key: str = DEFAULT_API_KEY,
+    timeout: float = 120,
+) -> Iterator[RunningSimulator]:
+    """`ogsync simulator serve ARGS` as a child process (its own core, as in production)."""
+    port = free_port(host)
+    cmd = [
+        sys.executable,
+        "-m",
+        "ogsync",
+        "simulator",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen([*cmd, "--api-key", api_key, *args], env=os.environ.copy())
+    url = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the simulator exited with status {proc.returncode}")
+            try:
+                httpx.get(f"{url}/__sim__/clock", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the simulator did not start in time") from None
+                time.sleep(0.1)
+        yield RunningSimulator(url, api_key)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def utc(text: str) -> datetime:
+    """An ISO time; one without a zone is taken as UTC."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

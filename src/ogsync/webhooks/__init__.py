@@ -1,0 +1,1 @@
+"""Ordergroove webhooks: signatures now; the receiver, inbox and deletions build on it."""
