@@ -1,0 +1,271 @@
+"""The Ordergroove HTTP client: auth, cursor pagination, retries with backoff, one rate budget.
+
+The key travels only in the `x-api-key` header: never in a URL, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+
+log = logging.getLogger("ogsync.client")
+
+API_VERSION_HEADER = "X-OG-API-VERSION"
+PAGE_SIZE = 100
+RETRYABLE_STATUSES = frozenset({423, 429, 500, 502, 503, 504})
+
+
+class ApiError(Exception):
+    """A request the API refused for good, or that kept failing after every retry."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(ApiError):
+    """401/403: the key is wrong, or lacks the Bulk Operations permission."""
+
+
+class MalformedPage(ApiError):
+    """A 200 whose body is not the documented page shape."""
+
+
+@dataclass
+class RequestStats:
+    """Counted per endpoint; the run log stores them."""
+
+    requests: int = 0
+    pages: int = 0
+    retries: int = 0
+    rate_limit_waits: int = 0
+
+
+class RateBudget:
+    """Spaces requests from every worker so that together they stay under N a minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Wait for this request's slot; return the seconds waited."""
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        wait = slot - now
+        if wait > 0:
+            time.sleep(wait)
+        return wait
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    base_seconds: float = 0.5
+    cap_seconds: float = 30.0
+    retry_after_cap_seconds: float = 120.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
+        return rng.uniform(0, min(self.cap_seconds, self.base_seconds * 2**attempt))
+
+
+def retry_after_seconds(value: str | None, cap: float) -> float | None:
+    """A positive Retry-After (seconds or an HTTP date), capped; None when absent or not > 0."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(seconds, cap) if seconds > 0 else None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        return "; ".join(f"{k}: {v}" for k, v in body.items())[:300]
+    return ""
+
+
+class OrdergrooveClient:
+    """One client shared by all workers (httpx.Client is thread-safe)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_seconds: float = 60.0,
+        retry: RetryPolicy | None = None,
+        budget: RateBudget | None = None,
+        transport: httpx.BaseTransport | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.budget = budget or RateBudget(5000)
+        self._rng = random.Random(seed)
+        self._http = httpx.Client(
+            headers={"x-api-key": api_key, API_VERSION_HEADER: "2", "accept": "application/json"},
+            timeout=timeout_seconds,
+            transport=transport,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> OrdergrooveClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def get(
+        self, url: str, params: Mapping[str, str] | None, stats: RequestStats
+    ) -> tuple[dict[str, Any], httpx.Headers]:
+        """One page, retried as the API documents; returns the parsed body and its headers."""
+        attempt = 0
+        while True:
+            waited = self.budget.acquire()
+            if waited > 0.5:
+                log.debug("rate budget held a request for %.1fs", waited)
+            stats.requests += 1
+            problem: str
+            delay: float | None = None
+            try:
+                response = self._http.get(url, params=params)
+            except httpx.TimeoutException:
+                problem = "timed out"
+            except httpx.TransportError as exc:
+                problem = f"connection failed ({type(exc).__name__})"
+            else:
+                status = response.status_code
+                if status == 200:
+                    try:
+                        body = orjson.loads(response.content)
+                    except orjson.JSONDecodeError:
+                        problem = "a truncated or invalid JSON body"
+                    else:
+                        if not isinstance(body, dict):
+                            raise MalformedPage(f"{_where(url)}: the page is not a JSON object")
+                        return body, response.headers
+                elif status in RETRYABLE_STATUSES:
+                    problem = f"HTTP {status}"
+                    if status == 429:
+                        stats.rate_limit_waits += 1
+                    delay = retry_after_seconds(
+                        response.headers.get("retry-after"), self.retry.retry_after_cap_seconds
+                    )
+                else:
+                    raise _refusal(url, response)
+            attempt += 1
+            if attempt >= self.retry.max_attempts:
+                raise ApiError(f"{_where(url)}: {problem}, still after {attempt} attempts")
+            stats.retries += 1
+            if delay is None:
+                delay = self.retry.backoff(attempt, self._rng)
+            log.info("%s: %s; retry %d in %.2fs", _where(url), problem, attempt, delay)
+            time.sleep(delay)
+
+    def pages(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        stats: RequestStats,
+        resume_url: str | None = None,
+    ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+        """Every page of a listing: (records, next URL). Follows `next` exactly as given."""
+        url = resume_url or self.url(path)
+        query: Mapping[str, str] | None = (
+            None if resume_url else {**params, "page_size": str(PAGE_SIZE)}
+        )
+        seen: set[str] = set()
+        while True:
+            body, _ = self.get(url, query, stats)
+            results = body.get("results")
+            next_url = body.get("next")
+            if not isinstance(results, list) or not (next_url is None or isinstance(next_url, str)):
+                raise MalformedPage(
+                    f"{_where(url)}: the page lacks a `results` list or a `next` link"
+                )
+            stats.pages += 1
+            yield results, next_url
+            if not next_url:
+                return
+            if next_url in seen:
+                raise ApiError(f"{_where(url)}: the API returned the same cursor twice")
+            seen.add(next_url)
+            url, query = next_url, None
+
+    def server_time(self, stats: RequestStats) -> datetime:
+        """Check the key and read the API's clock: one `/customers/?page_size=1` call.
+
+        A run's upper bound comes from the server's `Date`, so that the client's clock being
+        off can never open a gap between runs; the local clock stands in if there is no Date.
+        """
+        _, headers = self.get(self.url("/customers/"), {"page_size": "1"}, stats)
+        date = headers.get("date")
+        if date:
+            try:
+                return parsedate_to_datetime(date).astimezone(UTC)
+            except (TypeError, ValueError):
+                log.warning("the API sent an unreadable Date header; using the local clock")
+        return datetime.now(UTC).replace(microsecond=0)
+
+
+def _where(url: str) -> str:
+    """The URL's path, for messages (the query holds only filters and an opaque cursor)."""
+    return httpx.URL(url).path
+
+
+def _refusal(url: str, response: httpx.Response) -> ApiError:
+    status = response.status_code
+    detail = _detail(response)
+    suffix = f" ({detail})" if detail else ""
+    if status == 401:
+        return AuthError(
+            f"the API refused the key (401){suffix}: check OGSYNC_API_KEY is a valid Ordergroove "
+            "API key for this environment",
+            status,
+        )
+    if status == 403:
+        return AuthError(
+            f"the API key is not allowed to list {_where(url)} (403){suffix}: a sync needs a key "
+            "with the Bulk Operations permission",
+            status,
+        )
+    if status == 400:
+        return ApiError(f"{_where(url)}: the API rejected the request (400){suffix}", status)
+    if status == 404:
+        return ApiError(
+            f"{_where(url)}: not found (404){suffix}: check OGSYNC_BASE_URL and the endpoint",
+            status,
+        )
+    return ApiError(f"{_where(url)}: unexpected HTTP {status}{suffix}", status)

@@ -1,0 +1,143 @@
+"""What a run fetches: windows and watermarks per endpoint. Pure functions, no I/O.
+
+The incremental rule (docs/design.md): a run's upper bound is frozen when it starts; an
+incremental endpoint asks for `updated_start = watermark - overlap` up to that bound, and its
+watermark moves to the bound only with the endpoint's last page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from math import ceil
+from zoneinfo import ZoneInfo
+
+from ogsync.apitime import format_filter
+from ogsync.endpoints import Endpoint
+
+DEFAULT_OVERLAP = timedelta(minutes=60)
+
+
+class Mode(StrEnum):
+    INCREMENTAL = "incremental"  # from the watermark (or from the beginning when there is none)
+    FULL_REFRESH = "full_refresh"  # everything, then soft-delete what the API no longer returns
+    TEST_WINDOW = "test_window"  # --since/--until: a window that leaves the watermark alone
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """An incremental window that a stopped run left half done, and where to pick it up."""
+
+    window_start: datetime | None
+    window_end: datetime | None
+    next_url: str
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    watermark: datetime | None = None
+    checkpoint: Checkpoint | None = None
+    last_records: int = 0  # what the endpoint's previous run fetched: biggest goes first
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime | None  # inclusive, aware UTC; None is the beginning of history
+    end: datetime | None  # inclusive, aware UTC; None is no upper bound
+    resume_url: str | None = None  # continue an interrupted window from this `next` link
+    watermark_after: datetime | None = None  # committed with the window's last page
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    endpoint: Endpoint
+    mode: Mode
+    windows: tuple[Window, ...]
+
+    @property
+    def resumable(self) -> bool:
+        """Whether each batch saves a checkpoint (full refreshes start over instead)."""
+        return self.mode == Mode.INCREMENTAL
+
+
+def plan_endpoint(
+    ep: Endpoint,
+    state: EndpointState,
+    *,
+    run_started_at: datetime,
+    overlap: timedelta = DEFAULT_OVERLAP,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    full_refresh: bool = False,
+) -> EndpointPlan:
+    if since is not None or until is not None:
+        if not ep.incremental:
+            return EndpointPlan(ep, Mode.TEST_WINDOW, (Window(None, None),))
+        return EndpointPlan(ep, Mode.TEST_WINDOW, (Window(since, until or run_started_at),))
+    if full_refresh or not ep.incremental:
+        # No upper bound: a record that changes while we page moves ahead and is still seen,
+        # so nothing live is mistaken for deleted. Later changes are refetched next run.
+        return EndpointPlan(
+            ep, Mode.FULL_REFRESH, (Window(None, None, watermark_after=run_started_at),)
+        )
+    windows: list[Window] = []
+    watermark = state.watermark
+    if state.checkpoint is not None:
+        cp = state.checkpoint
+        windows.append(Window(cp.window_start, cp.window_end, cp.next_url, cp.window_end))
+        if cp.window_end is not None:
+            watermark = cp.window_end
+    start = None if watermark is None else min(watermark, run_started_at) - overlap
+    windows.append(Window(start, run_started_at, watermark_after=run_started_at))
+    return EndpointPlan(ep, Mode.INCREMENTAL, tuple(windows))
+
+
+def plan_run(
+    endpoints: Iterable[Endpoint],
+    states: Mapping[str, EndpointState],
+    *,
+    run_started_at: datetime,
+    overlap: timedelta = DEFAULT_OVERLAP,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    full_refresh: bool = False,
+) -> list[EndpointPlan]:
+    """One plan per endpoint, the largest (by its previous run) first."""
+    plans = [
+        plan_endpoint(
+            ep,
+            states.get(ep.name, EndpointState()),
+            run_started_at=run_started_at,
+            overlap=overlap,
+            since=since,
+            until=until,
+            full_refresh=full_refresh,
+        )
+        for ep in endpoints
+    ]
+    return sorted(plans, key=lambda p: -states.get(p.endpoint.name, EndpointState()).last_records)
+
+
+def _floor_second(instant: datetime) -> datetime:
+    return instant.replace(microsecond=0)
+
+
+def _ceil_second(instant: datetime) -> datetime:
+    whole = instant.replace(microsecond=0)
+    return whole + timedelta(seconds=ceil(instant.microsecond / 1e6))
+
+
+def window_params(ep: Endpoint, window: Window, tz: ZoneInfo) -> dict[str, str]:
+    """Query parameters for a window, its bounds written in the API's zone.
+
+    The start is floored and the end ceiled to the second: bounds only ever widen.
+    """
+    params = dict(ep.list_params)
+    if ep.incremental and ep.start_param and ep.end_param:
+        if window.start is not None:
+            params[ep.start_param] = format_filter(_floor_second(window.start), tz)
+        if window.end is not None:
+            params[ep.end_param] = format_filter(_ceil_second(window.end), tz)
+    return params

@@ -1,0 +1,265 @@
+"""API records to typed Arrow batches: every documented field typed, the record kept in `_raw`.
+
+Nothing here raises on a value: what does not parse becomes NULL in its typed column and a
+counted warning, and the record as received is always kept whole in `_raw`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ogsync.endpoints import Endpoint, FieldType
+
+DECIMAL_TYPE = pa.decimal128(38, 9)
+TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
+INT64_MAX = 2**63 - 1
+NULL_WORDS = frozenset({"", "null", "None", "undefined"})
+TRUE_WORDS = frozenset({"true", "True", "TRUE", "1"})
+FALSE_WORDS = frozenset({"false", "False", "FALSE", "0"})
+QUANTUM = Decimal(1).scaleb(-9)
+
+ARROW_TYPES: dict[FieldType, pa.DataType] = {
+    FieldType.TEXT: pa.string(),
+    FieldType.TIMESTAMP: TIMESTAMP_TYPE,
+    FieldType.DATE: pa.date32(),
+    FieldType.DECIMAL: DECIMAL_TYPE,
+    FieldType.INTEGER: pa.int64(),
+    FieldType.BOOLEAN: pa.bool_(),
+    FieldType.JSON: pa.string(),
+    FieldType.JSON_TEXT: pa.string(),
+}
+
+# Metadata columns the loader adds to every batch before it reaches a destination.
+RAW = "_raw"
+SEQ = "_seq"  # arrival order inside the batch: the last fetched wins among equals
+
+
+class Unparsed(Exception):
+    """A value that is present but cannot be read as its field's type."""
+
+
+DECIMAL_PATTERN = r"^\s*-?\d{1,29}(\.\d{1,9})?\s*$"
+
+
+def _null(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() in NULL_WORDS)
+
+
+def _decimal_value(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise Unparsed
+    try:
+        number = Decimal(str(value).strip()).quantize(QUANTUM)
+    except InvalidOperation:
+        raise Unparsed from None
+    if not number.is_finite() or number.adjusted() >= 29:
+        raise Unparsed
+    return number
+
+
+def _integer_value(value: Any) -> int:
+    if isinstance(value, bool):
+        raise Unparsed
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        number = int(value)
+    else:
+        raise Unparsed
+    if abs(number) > INT64_MAX:
+        raise Unparsed
+    return number
+
+
+def _boolean_value(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip() in TRUE_WORDS:
+        return True
+    if isinstance(value, str) and value.strip() in FALSE_WORDS:
+        return False
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise Unparsed
+
+
+def _date_value(value: Any) -> date:
+    if not isinstance(value, str):
+        raise Unparsed
+    try:
+        return date.fromisoformat(value.strip()[:10])
+    except ValueError:
+        raise Unparsed from None
+
+
+def _text_value(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _json_value(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _json_text_value(value: Any) -> str:
+    if not isinstance(value, str):
+        return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(orjson.loads(value)).decode()
+    except orjson.JSONDecodeError:
+        raise Unparsed from None
+
+
+class _LocalTimes:
+    """Naive API times to UTC microseconds, with the zone's offset cached per local hour.
+
+    A wall time repeated when clocks go back reads as its first occurrence (fold=0), the
+    same reading the API gives to a filter value.
+    """
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.offsets: dict[str, int] = {}
+
+    def micros(self, value: Any) -> int:
+        if not isinstance(value, str):
+            raise Unparsed
+        text = value.strip()
+        try:
+            local = datetime.fromisoformat(text)
+        except ValueError:
+            raise Unparsed from None
+        if local.tzinfo is not None:
+            return int(local.timestamp() * 1_000_000)
+        hour = text[:13]
+        offset = self.offsets.get(hour)
+        if offset is None:
+            delta = self.tz.utcoffset(local.replace(minute=0, second=0, microsecond=0))
+            offset = int(delta.total_seconds()) * 1_000_000 if delta else 0
+            self.offsets[hour] = offset
+        naive = local.replace(tzinfo=UTC).timestamp()
+        return int(naive * 1_000_000) - offset
+
+
+def _convert(values: list[Any], convert: Callable[[Any], Any], report: Counter[str], name: str):
+    out: list[Any] = []
+    for value in values:
+        if _null(value):
+            out.append(None)
+            continue
+        try:
+            out.append(convert(value))
+        except Unparsed:
+            out.append(None)
+            report[name] += 1
+    return out
+
+
+def _present(values: list[Any]) -> int:
+    return sum(1 for v in values if not _null(v))
+
+
+def _fast_array(values: list[Any], kind: pa.DataType) -> pa.Array | None:
+    """The column straight through Arrow's C++ conversion, or None if any value needs care."""
+    try:
+        return pa.array(values, kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
+
+
+def _column(
+    kind: FieldType, values: list[Any], times: _LocalTimes, report: Counter[str], name: str
+) -> pa.Array:
+    arrow_type = ARROW_TYPES[kind]
+    if kind == FieldType.TEXT:
+        fast = _fast_array(values, arrow_type)
+        return (
+            fast
+            if fast is not None
+            else pa.array([None if v is None else _text_value(v) for v in values], arrow_type)
+        )
+    if kind in (FieldType.INTEGER, FieldType.BOOLEAN):
+        fast = _fast_array(values, arrow_type)
+        if fast is not None:
+            return fast
+        convert = _integer_value if kind == FieldType.INTEGER else _boolean_value
+        return pa.array(_convert(values, convert, report, name), arrow_type)
+    if kind == FieldType.DECIMAL:
+        strings = _fast_array(values, pa.string())
+        if strings is None:
+            return pa.array(_convert(values, _decimal_value, report, name), arrow_type)
+        valid = pc.match_substring_regex(strings, DECIMAL_PATTERN)
+        typed = pc.cast(pc.if_else(valid, strings, pa.scalar(None, pa.string())), arrow_type)
+        lost = _present(values) - (len(typed) - typed.null_count)
+        if lost:
+            report[name] += lost
+        return typed
+    if kind == FieldType.TIMESTAMP:
+        micros = _convert(values, times.micros, report, name)
+        return pa.array(micros, pa.int64()).cast(arrow_type)
+    convert = {
+        FieldType.DATE: _date_value,
+        FieldType.JSON: _json_value,
+        FieldType.JSON_TEXT: _json_text_value,
+    }[kind]
+    return pa.array(_convert(values, convert, report, name), arrow_type)
+
+
+@dataclass
+class TypingReport:
+    """What typing found in a batch: unparsed values per field, and fields not in the table."""
+
+    unparsed: Counter[str] = field(default_factory=Counter)
+    unknown_fields: set[str] = field(default_factory=set)
+
+    @property
+    def warnings(self) -> int:
+        return sum(self.unparsed.values())
+
+    def merge(self, other: TypingReport) -> None:
+        self.unparsed.update(other.unparsed)
+        self.unknown_fields |= other.unknown_fields
+
+
+class MissingKey(ValueError):
+    """A record without its primary key cannot be stored: the page is malformed."""
+
+
+def arrow_schema(ep: Endpoint) -> pa.Schema:
+    columns = [pa.field(f.column, ARROW_TYPES[f.type]) for f in ep.fields]
+    return pa.schema([*columns, pa.field(RAW, pa.string()), pa.field(SEQ, pa.int64())])
+
+
+def type_records(
+    ep: Endpoint, records: Sequence[Any], tz: ZoneInfo, first_seq: int = 0
+) -> tuple[pa.Table, TypingReport]:
+    """Typed columns for `records`, in order; `_seq` numbers them from `first_seq`."""
+    report = TypingReport()
+    known = set(ep.field_names)
+    for record in records:
+        if not isinstance(record, dict):
+            raise MissingKey(f"{ep.name}: a record is not a JSON object")
+        key = record.get(ep.key)
+        if _null(key) or isinstance(key, (dict, list)):
+            raise MissingKey(f"{ep.name}: a record has no {ep.key}")
+        if len(record) != len(known) or record.keys() != known:
+            report.unknown_fields |= record.keys() - known
+    times = _LocalTimes(tz)
+    arrays = [
+        _column(f.type, [r.get(f.name) for r in records], times, report.unparsed, f.name)
+        for f in ep.fields
+    ]
+    arrays.append(pa.array([orjson.dumps(r).decode() for r in records], pa.string()))
+    arrays.append(pa.array(range(first_seq, first_seq + len(records)), pa.int64()))
+    return pa.Table.from_arrays(arrays, schema=arrow_schema(ep)), report
