@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 
-from ogsync.apitime import zone
+from ogsync.apitime import from_local_naive, zone
+from ogsync.client import ApiError, AuthError, OrdergrooveClient, RequestStats, RetryPolicy
+from ogsync.config import ConfigError, Settings, load_settings
+from ogsync.destinations.base import AlreadyRunning, DestinationError
+from ogsync.endpoints import select
+from ogsync.output import LogListener, ProgressListener, configure_logging, summary_table
 from ogsync.simulator.faults import Faults
 from ogsync.simulator.server import DEFAULT_API_KEY, SimulatorConfig, serve, utc
+from ogsync.sync import EXIT_AUTH, EXIT_ENDPOINT_FAILED, SyncOptions, run_sync
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 simulator_app = typer.Typer(no_args_is_help=True, help="The local Ordergroove API simulator.")
@@ -114,14 +124,141 @@ def simulator_serve(
     serve(config, host, port)
 
 
+LogFormat = Annotated[
+    str, typer.Option("--log-format", help="text, or json for one JSON object per event.")
+]
+
+
+def _settings(**flags: object) -> Settings:
+    config = flags.pop("config", None)
+    try:
+        return load_settings(flags, config_path=config)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+def _instant(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
+    """A --since/--until value: ISO date or time; without a zone it is the API's zone."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{name} {value!r} is not an ISO date or time (e.g. 2025-01-31T12:00)") from None
+    return parsed if parsed.tzinfo else from_local_naive(parsed, tz)
+
+
+def _listener(console: Console, log_format: str) -> LogListener:
+    if log_format not in ("text", "json"):
+        raise fail(f"--log-format {log_format!r}: use text or json")
+    configure_logging(log_format)
+    if log_format == "text" and console.is_terminal:
+        return ProgressListener(console)
+    return LogListener()
+
+
+@app.command()
+def sync(
+    endpoints: str | None = typer.Option(
+        None, help="Comma-separated endpoints, or 'all'. Default: the seven the guide names."
+    ),
+    since: str | None = typer.Option(None, help="Test window start; leaves the watermark alone."),
+    until: str | None = typer.Option(None, help="Test window end (default: now)."),
+    full_refresh: bool = typer.Option(False, help="Fetch everything, ignoring the watermark."),
+    destination: str | None = typer.Option(None, help="duckdb:///FILE (OGSYNC_DESTINATION)."),
+    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
+    env: str | None = typer.Option(None, help="production or staging."),
+    base_url: str | None = typer.Option(None, help="API base URL (OGSYNC_BASE_URL)."),
+    workers: int | None = typer.Option(None, help="Endpoints fetched at once (at most 5)."),
+    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    log_format: LogFormat = "text",
+) -> None:
+    """Bring the warehouse up to date with the API (exit 0 ok, 1 an endpoint failed)."""
+    settings = _settings(
+        destination=destination,
+        schema=schema,
+        env=env,
+        base_url=base_url,
+        workers=workers,
+        config=config,
+    )
+    try:
+        chosen = select(endpoints)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    options = SyncOptions(
+        endpoints=chosen,
+        since=_instant(since, settings.tz, "--since"),
+        until=_instant(until, settings.tz, "--until"),
+        full_refresh=full_refresh,
+        overlap=settings.overlap,
+        max_workers=min(settings.workers, 5),
+        batch_records=settings.batch_records,
+    )
+    console = Console(stderr=True)
+    listener = _listener(console, log_format)
+    raise typer.Exit(_run(settings, options, listener, console))
+
+
+def _run(settings: Settings, options: SyncOptions, listener: LogListener, console: Console) -> int:
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        result = run_sync(settings, options, listener, stop)
+    except AlreadyRunning as exc:
+        raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
+    except DestinationError as exc:
+        raise fail(str(exc)) from None
+    except AuthError as exc:
+        raise fail(str(exc), EXIT_AUTH) from None
+    except (ApiError, ConfigError) as exc:
+        code = EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_ENDPOINT_FAILED
+        raise fail(str(exc), code) from None
+    finally:
+        if isinstance(listener, ProgressListener):
+            listener.close()
+        signal.signal(signal.SIGTERM, previous)
+    if console.is_terminal:
+        console.print(summary_table(result))
+    return result.exit_code
+
+
+@app.command()
+def check(
+    env: str | None = typer.Option(None, help="production or staging."),
+    base_url: str | None = typer.Option(None, help="API base URL (OGSYNC_BASE_URL)."),
+    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+) -> None:
+    """Check the key: one /customers/?page_size=1 call (exit 0 ok, 3 refused)."""
+    settings = _settings(env=env, base_url=base_url, config=config)
+    try:
+        api_key = settings.require_api_key()
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    with OrdergrooveClient(settings.base_url, api_key, retry=RetryPolicy(max_attempts=3)) as client:
+        try:
+            clock = client.server_time(RequestStats())
+        except AuthError as exc:
+            raise fail(str(exc), EXIT_AUTH) from None
+        except ApiError as exc:
+            raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
+    Console().print(
+        f"[green]OK[/]: {settings.base_url} accepts the key and lists across customers "
+        f"(API clock {clock.isoformat()})"
+    )
+
+
 @app.command()
 def demo(
-    records: int = typer.Option(2_000, min=10, help="Size of the simulated merchant."),
+    records: int = typer.Option(5_000, min=10, help="Size of the simulated merchant."),
+    path: Path = typer.Option(Path("ogsync-demo.duckdb"), help="The DuckDB file to fill."),
 ) -> None:
-    """Run the simulator in-process and show what it serves and how it changes."""
+    """Sync a simulated merchant into DuckDB, change it, and sync again."""
     from ogsync.demo import run_demo
 
-    run_demo(records, Console())
+    configure_logging("text")
+    logging.getLogger("ogsync").setLevel(logging.WARNING)
+    run_demo(records, path, Console())
 
 
 def main() -> None:

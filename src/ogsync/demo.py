@@ -1,64 +1,84 @@
-"""`ogsync demo`: the simulator in-process, paged as a sync would, then changed and paged again."""
+"""`ogsync demo`: a simulated merchant synced into DuckDB, changed, and synced again."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from pathlib import Path
 
+import duckdb
 import httpx
 from rich.console import Console
 from rich.table import Table
 
-from ogsync.apitime import format_filter, zone
+from ogsync.config import Settings
 from ogsync.endpoints import ENDPOINTS
 from ogsync.simulator.server import SimulatorConfig, simulator_in_thread
+from ogsync.sync import SyncOptions, SyncResult, run_sync
 
 
-def _page_all(client: httpx.Client, path: str, params: dict[str, str]) -> tuple[int, int]:
-    """(records, pages) of one endpoint, following `next` as given."""
-    records = pages = 0
-    url: str | None = path
-    first = True
-    while url:
-        response = client.get(url, params={**params, "page_size": "100"} if first else None)
-        response.raise_for_status()
-        page = response.json()
-        records += len(page["results"])
-        pages += 1
-        url, first = page["next"], False
-    return records, pages
+def _counts(path: Path, schema: str) -> dict[str, tuple[int, int]]:
+    """(live, soft-deleted) rows per table."""
+    with duckdb.connect(str(path), read_only=True) as conn:
+        return {
+            ep.name: conn.execute(
+                f"SELECT count(*) FILTER (WHERE _deleted_at IS NULL), "
+                f"count(*) FILTER (WHERE _deleted_at IS NOT NULL) FROM {schema}.{ep.name}"
+            ).fetchone()
+            for ep in ENDPOINTS
+        }
 
 
-def run_demo(records: int, console: Console) -> None:
-    config = SimulatorConfig(records=records)
-    console.print(f"Starting the Ordergroove simulator with {records:,} records...")
-    with simulator_in_thread(config) as running:
-        headers = {"x-api-key": running.api_key, "X-OG-API-VERSION": "2"}
-        with httpx.Client(base_url=running.url, headers=headers, timeout=30) as client:
-            clock = client.get("/__sim__/clock").json()
-            console.print(f"Simulated time: {clock['local']} ({clock['timezone']})")
-            table = Table(title="Full history, paged with the cursor (page_size=100)")
-            for column in ("endpoint", "records", "pages"):
-                table.add_column(column, justify="right" if column != "endpoint" else "left")
-            for ep in ENDPOINTS:
-                found, pages = _page_all(client, ep.path, dict(ep.list_params))
-                table.add_row(ep.name, f"{found:,}", str(pages))
-            console.print(table)
+def run_demo(records: int, path: Path, console: Console) -> None:
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    console.print(f"Starting the Ordergroove simulator with about {records:,} records...")
+    with simulator_in_thread(SimulatorConfig(records=records)) as sim:
+        settings = Settings(api_key=sim.api_key, base_url=sim.url, destination=f"duckdb:///{path}")
+        options = SyncOptions(endpoints=ENDPOINTS)
 
-            tz = zone(clock["timezone"])
-            sim = running.sim
-            assert sim is not None
-            since = sim.clock.now_datetime() - timedelta(minutes=1)
-            changed = client.post("/__sim__/advance", json={"minutes": 60, "changes": 300}).json()
-            console.print(f"\nAdvanced 60 minutes with 300 changes: {changed['changes']}")
-            console.print(f"Webhook events raised: {changed['events']}")
-            table = Table(title=f"Changed since {format_filter(since, tz)} (incremental fetch)")
-            for column in ("endpoint", "records", "pages", "deleted so far"):
-                table.add_column(column, justify="right" if column != "endpoint" else "left")
-            for ep in ENDPOINTS:
-                if not ep.incremental:
-                    continue
-                params = {ep.start_param or "": format_filter(since, tz)}
-                found, pages = _page_all(client, ep.path, params)
-                gone = len(client.get(f"/__sim__/deleted/{ep.name}").json())
-                table.add_row(ep.name, f"{found:,}", str(pages), str(gone))
-            console.print(table)
+        first = run_sync(settings, options)
+        console.print(_result_table("1. Full sync of all nine endpoints", first))
+        before = _counts(path, settings.schema)
+
+        change = httpx.post(f"{sim.url}/__sim__/advance", json={"minutes": 90, "changes": 400})
+        made = change.json()["changes"]
+        console.print(f"\n2. 90 simulated minutes pass with 400 changes: {made}\n")
+
+        second = run_sync(settings, options)
+        console.print(_result_table("3. Incremental sync", second))
+        after = _counts(path, settings.schema)
+
+        table = Table(title=f"What changed in {path}")
+        for column in ("table", "live before", "live after", "soft-deleted", "API now"):
+            table.add_column(column, justify="left" if column == "table" else "right")
+        for ep in ENDPOINTS:
+            truth = len(httpx.get(f"{sim.url}/__sim__/truth/{ep.name}", timeout=60).json())
+            table.add_row(
+                ep.name,
+                f"{before[ep.name][0]:,}",
+                f"{after[ep.name][0]:,}",
+                f"{after[ep.name][1]:,}",
+                f"{truth:,}",
+            )
+        console.print(table)
+        console.print(
+            f'Query it: duckdb {path} "SELECT status, count(*) FROM ordergroove.orders_live '
+            'GROUP BY 1"'
+        )
+
+
+def _result_table(title: str, result: SyncResult) -> Table:
+    table = Table(title=title)
+    for column in ("endpoint", "mode", "status", "records", "pages", "requests"):
+        table.add_column(
+            column, justify="right" if column in ("records", "pages", "requests") else "left"
+        )
+    for o in sorted(result.outcomes, key=lambda o: o.endpoint):
+        table.add_row(
+            o.endpoint,
+            o.mode,
+            o.run.status,
+            f"{o.run.records:,}",
+            str(o.run.pages),
+            str(o.run.requests),
+        )
+    return table

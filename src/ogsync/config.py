@@ -1,0 +1,174 @@
+"""Settings from flags, the environment and `ogsync.toml`, validated once.
+
+Flags override the environment, which overrides the file. The API key is read from the
+environment (or from the variable the file names), never from the file itself.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
+
+ENVIRONMENTS = {
+    "production": "https://restapi.ordergroove.com",
+    "staging": "https://staging.restapi.ordergroove.com",
+}
+DEFAULT_DESTINATION = "duckdb:///ogsync.duckdb"
+DEFAULT_SCHEMA = "ordergroove"
+CONFIG_FILE = "ogsync.toml"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or wrong; the message is one line, for the user."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    api_key: str | None = None
+    base_url: str = ENVIRONMENTS["production"]
+    destination: str = DEFAULT_DESTINATION
+    schema: str = DEFAULT_SCHEMA
+    webhook_secret: str | None = None
+    api_timezone: str = DEFAULT_API_TIMEZONE
+    overlap_minutes: float = 60.0
+    timeout_seconds: float = 60.0
+    max_attempts: int = 8
+    requests_per_minute: int = 5000
+    workers: int = 5
+    batch_records: int = 5000
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return zone(self.api_timezone)
+
+    @property
+    def overlap(self) -> timedelta:
+        return timedelta(minutes=self.overlap_minutes)
+
+    def require_api_key(self) -> str:
+        if not self.api_key:
+            raise ConfigError("no API key: set OGSYNC_API_KEY (a key with Bulk Operations)")
+        return self.api_key
+
+    def __repr__(self) -> str:  # keep secrets out of any accidental print
+        shown = {
+            f.name: (
+                "***"
+                if f.name in ("api_key", "webhook_secret") and getattr(self, f.name)
+                else getattr(self, f.name)
+            )
+            for f in fields(self)
+        }
+        return f"Settings({shown})"
+
+
+# Settings the environment may set, by variable name.
+ENV_VARS = {
+    "OGSYNC_API_KEY": "api_key",
+    "OGSYNC_BASE_URL": "base_url",
+    "OGSYNC_ENV": "env",
+    "OGSYNC_DESTINATION": "destination",
+    "OGSYNC_SCHEMA": "schema",
+    "OGSYNC_WEBHOOK_SECRET": "webhook_secret",
+    "OGSYNC_API_TIMEZONE": "api_timezone",
+}
+FILE_KEYS = {f.name for f in fields(Settings)} - {"api_key", "webhook_secret"} | {
+    "env",
+    "api_key_env",
+    "webhook_secret_env",
+}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    section = data.get("ogsync", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}: [ogsync] must be a table")
+    unknown = set(section) - FILE_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    return dict(section)
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+) -> Settings:
+    """Merge file, environment and flags (None means not given) and validate the result."""
+    environ = os.environ if environ is None else environ
+    path = config_path or (Path(environ["OGSYNC_CONFIG"]) if "OGSYNC_CONFIG" in environ else None)
+    if path is None and Path(CONFIG_FILE).is_file():
+        path = Path(CONFIG_FILE)
+    merged: dict[str, Any] = _read_file(path) if path else {}
+    for var in ("api_key_env", "webhook_secret_env"):
+        name = merged.pop(var, None)
+        if name is not None:
+            if name not in environ:
+                raise ConfigError(f"{path}: {var} names {name}, which is not set")
+            merged[var.removesuffix("_env")] = environ[name]
+    for var, name in ENV_VARS.items():
+        if environ.get(var):
+            merged[name] = environ[var]
+    merged.update({k: v for k, v in (flags or {}).items() if v is not None})
+    env = merged.pop("env", None)
+    if env is not None:
+        if env not in ENVIRONMENTS:
+            raise ConfigError(f"unknown environment {env!r}: use production or staging")
+        if "base_url" not in (flags or {}) or (flags or {}).get("base_url") is None:
+            merged["base_url"] = ENVIRONMENTS[env]
+    return _validated(merged)
+
+
+def _validated(values: dict[str, Any]) -> Settings:
+    kinds = {f.name: f.type for f in fields(Settings)}
+    typed: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = kinds[name]
+        try:
+            if kind == "int":
+                typed[name] = int(value)
+            elif kind == "float":
+                typed[name] = float(value)
+            else:
+                typed[name] = value if value is None else str(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, not {value!r}") from None
+    settings = Settings(**typed)
+    url = urlsplit(settings.base_url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigError(f"base URL {settings.base_url!r} is not an http(s) URL")
+    try:
+        zone(settings.api_timezone)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    for name in (
+        "timeout_seconds",
+        "max_attempts",
+        "requests_per_minute",
+        "workers",
+        "batch_records",
+    ):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name} must be above 0")
+    if settings.overlap_minutes < 0:
+        raise ConfigError("overlap_minutes must not be negative")
+    if not settings.schema.replace("_", "").isalnum():
+        raise ConfigError(f"schema {settings.schema!r}: use letters, digits and underscores")
+    return settings

@@ -1,0 +1,16 @@
+"""Warehouses behind one small protocol: choose one by its URL."""
+
+from __future__ import annotations
+
+from ogsync.destinations.base import Destination, DestinationError
+
+
+def open_destination(url: str, schema: str) -> Destination:
+    if url.startswith("duckdb:"):
+        from ogsync.destinations.duckdb import DuckDBDestination
+
+        return DuckDBDestination(url, schema)
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise DestinationError(
+        f"unsupported destination {scheme!r}: use duckdb:///FILE (PostgreSQL is coming next)"
+    )

@@ -1,0 +1,146 @@
+"""What every warehouse promises, and the SQL the promises share.
+
+A destination keeps one table per endpoint (docs/design.md), writes each batch with its
+checkpoint and run-log row in one transaction, and lets a newer version win every upsert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import astuple, dataclass, field, fields
+from datetime import datetime
+from typing import Protocol
+
+import pyarrow as pa
+
+from ogsync.endpoints import Endpoint
+from ogsync.plan import Checkpoint, EndpointState
+
+META_COLUMNS = ("_raw", "_synced_at", "_run_id", "_deleted_at", "_deleted_reason")
+RUNS_TABLE = "_ogsync_runs"
+STATE_TABLE = "_ogsync_state"
+DELETIONS_TABLE = "_ogsync_deletions"
+
+
+class DestinationError(Exception):
+    """The warehouse cannot be used as configured (one line, for the user)."""
+
+
+class AlreadyRunning(DestinationError):
+    """Another ogsync run holds this warehouse."""
+
+
+@dataclass
+class RunLog:
+    """One row of `_ogsync_runs`: a run of one endpoint."""
+
+    run_id: str
+    endpoint: str
+    kind: str
+    started_at: datetime
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    rate_limit_waits: int = 0
+    records: int = 0
+    soft_deletes: int = 0
+    warnings: int = 0
+    status: str = "running"
+    error: str | None = None
+    finished_at: datetime | None = None
+
+    def values(self) -> tuple:
+        return astuple(self)
+
+
+RUN_COLUMNS = tuple(f.name for f in fields(RunLog))
+
+
+@dataclass
+class Commit:
+    """What a batch commits besides its rows, all in the same transaction."""
+
+    run: RunLog
+    checkpoint: Checkpoint | None = None  # where the window stands after this batch
+    keep_checkpoint: bool = False  # write `checkpoint` (None clears it) only when True
+    watermark: datetime | None = None  # the window is done: move the watermark here
+    refreshed_keys: set[str] | None = None  # a full refresh is done: soft-delete the rest
+    synced_at: datetime | None = None
+    last_records: int | None = None  # the endpoint's size this run, for worker ordering
+
+
+@dataclass
+class WriteResult:
+    written: int = 0
+    soft_deleted: int = 0
+
+
+class Destination(Protocol):
+    """The small surface the sync engine needs; DuckDB and PostgreSQL implement it."""
+
+    def prepare(self, endpoints: Iterable[Endpoint]) -> None:
+        """Create the schema, the endpoint tables and views, and the bookkeeping tables."""
+
+    def load_states(self) -> Mapping[str, EndpointState]: ...
+
+    def write(self, ep: Endpoint, batch: pa.Table | None, commit: Commit) -> WriteResult:
+        """Upsert `batch` (may be None) and apply `commit`, atomically."""
+
+    def log_run(self, run: RunLog) -> None:
+        """Insert or update a run-log row on its own (start and failure)."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class TableSql:
+    """Identifiers and conditions shared by the SQL dialects."""
+
+    ep: Endpoint
+    schema: str
+    columns: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.columns = [f.column for f in self.ep.fields]
+
+    @property
+    def table(self) -> str:
+        return f'"{self.schema}"."{self.ep.name}"'
+
+    @property
+    def key(self) -> str:
+        return self.ep.key
+
+    @property
+    def update_column(self) -> str | None:
+        if self.ep.update_field is None:
+            return None
+        return self.ep.field_named(self.ep.update_field).column
+
+    def newer_wins(self, current: str = "cur", incoming: str = "excluded") -> str:
+        """When an incoming version may replace the stored one.
+
+        A newer or equal update time wins; where either side has none, the one fetched last
+        wins. A soft-deleted row comes back only with a strictly newer update time.
+        """
+        upd = self.update_column
+        if upd is None:
+            return "TRUE"
+        new, old = f'{incoming}."{upd}"', f'{current}."{upd}"'
+        either_null = f"{new} IS NULL OR {old} IS NULL"
+        return (
+            f"(({current}._deleted_at IS NULL AND ({either_null} OR {new} >= {old})) "
+            f"OR ({current}._deleted_at IS NOT NULL AND ({either_null} OR {new} > {old})))"
+        )
+
+    def dedupe_order(self) -> str:
+        """Within one batch, the newest version of a key wins, then the last fetched."""
+        upd = self.update_column
+        newest = f'"{upd}" DESC NULLS LAST, ' if upd else ""
+        return f"{newest}_seq DESC"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

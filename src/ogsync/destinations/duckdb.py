@@ -1,0 +1,260 @@
+"""DuckDB, the embedded default: one file, Arrow batches in, upserts in one transaction each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from ogsync.destinations.base import (
+    DELETIONS_TABLE,
+    META_COLUMNS,
+    RUN_COLUMNS,
+    RUNS_TABLE,
+    STATE_TABLE,
+    AlreadyRunning,
+    Commit,
+    DestinationError,
+    RunLog,
+    TableSql,
+    WriteResult,
+    quote,
+)
+from ogsync.endpoints import Endpoint, FieldType
+from ogsync.plan import Checkpoint, EndpointState
+
+SQL_TYPES: dict[FieldType, str] = {
+    FieldType.TEXT: "VARCHAR",
+    FieldType.TIMESTAMP: "TIMESTAMPTZ",
+    FieldType.DATE: "DATE",
+    FieldType.DECIMAL: "DECIMAL(38, 9)",
+    FieldType.INTEGER: "BIGINT",
+    FieldType.BOOLEAN: "BOOLEAN",
+    FieldType.JSON: "JSON",
+    FieldType.JSON_TEXT: "JSON",
+}
+META_TYPES = {
+    "_raw": "JSON",
+    "_synced_at": "TIMESTAMPTZ",
+    "_run_id": "VARCHAR",
+    "_deleted_at": "TIMESTAMPTZ",
+    "_deleted_reason": "VARCHAR",
+}
+
+
+def path_from_url(url: str) -> str:
+    """`duckdb:///relative.duckdb`, `duckdb:////absolute/path.duckdb` or `duckdb:///:memory:`."""
+    prefix = "duckdb:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise DestinationError(
+            f"bad DuckDB destination {url!r}: expected duckdb:///FILE (e.g. duckdb:///ogsync.duckdb)"
+        )
+    return url[len(prefix) :]
+
+
+class DuckDBDestination:
+    def __init__(self, url: str, schema: str) -> None:
+        self.path = path_from_url(url)
+        self.schema = schema
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise DestinationError(f"cannot create {self.path}: folder {parent} does not exist")
+        try:
+            self.conn = duckdb.connect(self.path)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise AlreadyRunning(
+                    f"another ogsync process is using {self.path}; wait for it to finish"
+                ) from None
+            raise DestinationError(f"cannot open {self.path}: {exc}") from None
+        self.conn.execute("SET TimeZone = 'UTC'")
+        self._sql: dict[str, TableSql] = {}
+
+    # -- schema --------------------------------------------------------------------------
+
+    def prepare(self, endpoints: Iterable[Endpoint]) -> None:
+        c = self.conn
+        s = quote(self.schema)
+        c.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        for ep in endpoints:
+            sql = self.table_sql(ep)
+            columns = [f"{quote(f.column)} {SQL_TYPES[f.type]}" for f in ep.fields]
+            columns += [f"{name} {kind}" for name, kind in META_TYPES.items()]
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {sql.table} "
+                f"({', '.join(columns)}, PRIMARY KEY ({quote(sql.key)}))"
+            )
+            self._add_missing_columns(ep, sql)
+            c.execute(
+                f"CREATE OR REPLACE VIEW {s}.{quote(ep.name + '_live')} AS "
+                f"SELECT * FROM {sql.table} WHERE _deleted_at IS NULL"
+            )
+        c.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.{STATE_TABLE} (endpoint VARCHAR PRIMARY KEY, "
+            "watermark TIMESTAMPTZ, checkpoint_start TIMESTAMPTZ, checkpoint_end TIMESTAMPTZ, "
+            "checkpoint_url VARCHAR, last_records BIGINT, updated_at TIMESTAMPTZ)"
+        )
+        c.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.{RUNS_TABLE} (run_id VARCHAR, endpoint VARCHAR, "
+            "kind VARCHAR, window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, pages BIGINT, "
+            "requests BIGINT, retries BIGINT, rate_limit_waits BIGINT, records BIGINT, "
+            "soft_deletes BIGINT, warnings BIGINT, status VARCHAR, error VARCHAR, "
+            "started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, PRIMARY KEY (run_id, endpoint))"
+        )
+        c.execute(
+            f"CREATE TABLE IF NOT EXISTS {s}.{DELETIONS_TABLE} (endpoint VARCHAR, "
+            "record_id VARCHAR, deleted_at TIMESTAMPTZ, reason VARCHAR, source VARCHAR, "
+            "recorded_at TIMESTAMPTZ)"
+        )
+
+    def _add_missing_columns(self, ep: Endpoint, sql: TableSql) -> None:
+        existing = {
+            row[0]
+            for row in self.conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
+                [self.schema, ep.name],
+            ).fetchall()
+        }
+        wanted = [(f.column, SQL_TYPES[f.type]) for f in ep.fields] + list(META_TYPES.items())
+        for name, kind in wanted:
+            if name not in existing:
+                self.conn.execute(f"ALTER TABLE {sql.table} ADD COLUMN {quote(name)} {kind}")
+
+    def table_sql(self, ep: Endpoint) -> TableSql:
+        if ep.name not in self._sql:
+            self._sql[ep.name] = TableSql(ep, self.schema)
+        return self._sql[ep.name]
+
+    # -- state ---------------------------------------------------------------------------
+
+    def load_states(self) -> Mapping[str, EndpointState]:
+        rows = self.conn.execute(
+            "SELECT endpoint, watermark, checkpoint_start, checkpoint_end, checkpoint_url, "
+            f"last_records FROM {quote(self.schema)}.{STATE_TABLE}"
+        ).fetchall()
+        states = {}
+        for endpoint, watermark, cp_start, cp_end, cp_url, last_records in rows:
+            checkpoint = Checkpoint(cp_start, cp_end, cp_url) if cp_url else None
+            states[endpoint] = EndpointState(watermark, checkpoint, last_records or 0)
+        return states
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, ep: Endpoint, batch: pa.Table | None, commit: Commit) -> WriteResult:
+        c = self.conn
+        result = WriteResult()
+        synced_at = commit.synced_at or datetime.now(UTC)
+        c.begin()
+        try:
+            if batch is not None and batch.num_rows:
+                result.written = self._upsert(ep, batch, commit.run.run_id, synced_at)
+            if commit.refreshed_keys is not None:
+                result.soft_deleted = self._soft_delete_unseen(
+                    ep, commit.refreshed_keys, commit.run.run_id, synced_at
+                )
+            commit.run.records += result.written
+            commit.run.soft_deletes += result.soft_deleted
+            self._save_state(ep, commit, synced_at)
+            self._upsert_run(commit.run)
+            c.commit()
+        except BaseException:
+            c.rollback()
+            commit.run.records -= result.written
+            commit.run.soft_deletes -= result.soft_deleted
+            raise
+        return result
+
+    def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
+        sql = self.table_sql(ep)
+        cols = [quote(c) for c in sql.columns]
+        names = ", ".join([*cols, *META_COLUMNS])
+        updates = ", ".join(f"{c} = excluded.{c}" for c in [*cols, *META_COLUMNS])
+        statement = (
+            f"INSERT INTO {sql.table} AS cur ({names}) "
+            f"SELECT {', '.join(cols)}, _raw::JSON, ?::TIMESTAMPTZ, ?, NULL, NULL FROM ("
+            f"  SELECT *, row_number() OVER (PARTITION BY {quote(sql.key)} "
+            f"  ORDER BY {sql.dedupe_order()}) AS _rank FROM ogsync_batch"
+            f") WHERE _rank = 1 "
+            f"ON CONFLICT ({quote(sql.key)}) DO UPDATE SET {updates} WHERE {sql.newer_wins()}"
+        )
+        self.conn.register("ogsync_batch", batch)
+        try:
+            (count,) = self.conn.execute(statement, [synced_at, run_id]).fetchone() or (0,)
+        finally:
+            self.conn.unregister("ogsync_batch")
+        return int(count)
+
+    def _soft_delete_unseen(
+        self, ep: Endpoint, seen: set[str], run_id: str, synced_at: datetime
+    ) -> int:
+        sql = self.table_sql(ep)
+        key = quote(sql.key)
+        self.conn.register("ogsync_seen", pa.table({"key": pa.array(sorted(seen), pa.string())}))
+        try:
+            gone = self.conn.execute(
+                f"UPDATE {sql.table} SET _deleted_at = ?, _deleted_reason = 'full_refresh' "
+                f"WHERE _deleted_at IS NULL AND {key} NOT IN (SELECT key FROM ogsync_seen) "
+                f"RETURNING {key}",
+                [synced_at],
+            ).fetchall()
+        finally:
+            self.conn.unregister("ogsync_seen")
+        if gone:
+            self.conn.executemany(
+                f"INSERT INTO {quote(self.schema)}.{DELETIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+                [(ep.name, k, synced_at, "full_refresh", run_id, synced_at) for (k,) in gone],
+            )
+        return len(gone)
+
+    def _save_state(self, ep: Endpoint, commit: Commit, now: datetime) -> None:
+        table = f"{quote(self.schema)}.{STATE_TABLE}"
+        self.conn.execute(
+            f"INSERT INTO {table} (endpoint, updated_at) VALUES (?, ?) "
+            "ON CONFLICT (endpoint) DO UPDATE SET updated_at = excluded.updated_at",
+            [ep.name, now],
+        )
+        if commit.keep_checkpoint:
+            cp = commit.checkpoint
+            self.conn.execute(
+                f"UPDATE {table} SET checkpoint_start = ?, checkpoint_end = ?, "
+                "checkpoint_url = ? WHERE endpoint = ?",
+                [
+                    cp.window_start if cp else None,
+                    cp.window_end if cp else None,
+                    cp.next_url if cp else None,
+                    ep.name,
+                ],
+            )
+        if commit.watermark is not None:
+            # A watermark never moves backwards.
+            self.conn.execute(
+                f"UPDATE {table} SET watermark = greatest(coalesce(watermark, ?), ?) "
+                "WHERE endpoint = ?",
+                [commit.watermark, commit.watermark, ep.name],
+            )
+        if commit.last_records is not None:
+            self.conn.execute(
+                f"UPDATE {table} SET last_records = ? WHERE endpoint = ?",
+                [commit.last_records, ep.name],
+            )
+
+    def _upsert_run(self, run: RunLog) -> None:
+        columns = ", ".join(RUN_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS[2:])
+        self.conn.execute(
+            f"INSERT INTO {quote(self.schema)}.{RUNS_TABLE} ({columns}) "
+            f"VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
+            f"ON CONFLICT (run_id, endpoint) DO UPDATE SET {updates}",
+            list(run.values()),
+        )
+
+    def log_run(self, run: RunLog) -> None:
+        self._upsert_run(run)
+
+    def close(self) -> None:
+        self.conn.close()

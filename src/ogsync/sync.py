@@ -1,0 +1,307 @@
+"""Runs a plan: one fetching worker per endpoint, one loader, checkpoints and the run log.
+
+Workers fetch pages and type them into batches; a single loader thread owns the warehouse
+connection and commits each batch with its checkpoint and run-log row. A worker keeps at most
+one batch waiting on the loader, so fetching runs ahead of loading by one batch and memory
+stays flat however large the endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+
+from ogsync.client import (
+    ApiError,
+    AuthError,
+    OrdergrooveClient,
+    RateBudget,
+    RequestStats,
+    RetryPolicy,
+)
+from ogsync.config import Settings
+from ogsync.destinations import open_destination
+from ogsync.destinations.base import Commit, Destination, RunLog, WriteResult
+from ogsync.endpoints import Endpoint
+from ogsync.plan import (
+    DEFAULT_OVERLAP,
+    Checkpoint,
+    EndpointPlan,
+    Mode,
+    Window,
+    plan_run,
+    window_params,
+)
+from ogsync.records import MissingKey, TypingReport, type_records
+
+log = logging.getLogger("ogsync.sync")
+
+EXIT_OK = 0
+EXIT_ENDPOINT_FAILED = 1
+EXIT_AUTH = 3
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    endpoints: Sequence[Endpoint]
+    since: datetime | None = None
+    until: datetime | None = None
+    full_refresh: bool = False
+    overlap: timedelta = DEFAULT_OVERLAP
+    max_workers: int = 5
+    batch_records: int = 5000
+
+
+@dataclass
+class EndpointOutcome:
+    endpoint: str
+    mode: str
+    run: RunLog
+    windows: tuple[Window, ...]
+    unknown_fields: set[str] = field(default_factory=set)
+    unparsed: dict[str, int] = field(default_factory=dict)
+    auth_failure: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.run.status == "success"
+
+
+@dataclass
+class SyncResult:
+    run_id: str
+    run_started_at: datetime
+    outcomes: list[EndpointOutcome]
+
+    @property
+    def exit_code(self) -> int:
+        if any(o.auth_failure for o in self.outcomes):
+            return EXIT_AUTH
+        return EXIT_OK if all(o.ok for o in self.outcomes) else EXIT_ENDPOINT_FAILED
+
+
+class Listener:
+    """What a user interface hears from a run; the default hears nothing."""
+
+    def planned(self, plans: Sequence[EndpointPlan], run_started_at: datetime) -> None: ...
+
+    def batch(self, endpoint: str, run: RunLog, fetched: int) -> None: ...
+
+    def finished(self, outcome: EndpointOutcome) -> None: ...
+
+
+class _Loader:
+    """The one thread that talks to the warehouse while workers fetch."""
+
+    def __init__(self, destination: Destination) -> None:
+        self.destination = destination
+        self.jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="ogsync-loader", daemon=True)
+        self.thread.start()
+
+    def submit(self, job: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self.jobs.put((job, future))
+        return future
+
+    def _run(self) -> None:
+        while (item := self.jobs.get()) is not None:
+            job, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+
+
+def new_run_id(started: datetime) -> str:
+    return f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        client: OrdergrooveClient,
+        destination: Destination,
+        api_tz: ZoneInfo,
+        options: SyncOptions,
+        listener: Listener | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.client = client
+        self.destination = destination
+        self.tz = api_tz
+        self.options = options
+        self.listener = listener or Listener()
+        self.stop = stop or threading.Event()
+
+    def run(self) -> SyncResult:
+        """Sync every chosen endpoint; raises AuthError if the key is refused up front."""
+        self.destination.prepare(self.options.endpoints)
+        run_started_at = self.client.server_time(RequestStats())
+        run_id = new_run_id(run_started_at)
+        plans = plan_run(
+            self.options.endpoints,
+            self.destination.load_states(),
+            run_started_at=run_started_at,
+            overlap=self.options.overlap,
+            since=self.options.since,
+            until=self.options.until,
+            full_refresh=self.options.full_refresh,
+        )
+        self.listener.planned(plans, run_started_at)
+        loader = _Loader(self.destination)
+        try:
+            workers = max(1, min(self.options.max_workers, len(plans)))
+            with ThreadPoolExecutor(workers, thread_name_prefix="ogsync-worker") as pool:
+                futures = [pool.submit(self._endpoint, plan, run_id, loader) for plan in plans]
+                outcomes = [f.result() for f in futures]
+        finally:
+            loader.close()
+        return SyncResult(run_id, run_started_at, outcomes)
+
+    def _endpoint(self, plan: EndpointPlan, run_id: str, loader: _Loader) -> EndpointOutcome:
+        ep = plan.endpoint
+        kind = "sync" if plan.mode == Mode.INCREMENTAL else plan.mode.value
+        run = RunLog(
+            run_id=run_id,
+            endpoint=ep.name,
+            kind=kind,
+            started_at=datetime.now(UTC),
+            window_start=plan.windows[0].start,
+            window_end=plan.windows[-1].end,
+        )
+        outcome = EndpointOutcome(ep.name, plan.mode.value, run, plan.windows)
+        stats = RequestStats()
+        report = TypingReport()
+        try:
+            loader.submit(lambda: self.destination.log_run(replace(run))).result()
+            fetched = 0
+            for number, window in enumerate(plan.windows):
+                last_window = number == len(plan.windows) - 1
+                fetched += self._window(plan, window, last_window, run, stats, report, loader)
+            run.status = "success"
+        except (ApiError, MissingKey, _Stopped) as exc:
+            run.status, run.error = "failed", str(exc)
+            outcome.auth_failure = isinstance(exc, AuthError)
+        except Exception as exc:  # a warehouse or bug: the endpoint fails, the run goes on
+            log.exception("%s: unexpected error", ep.name)
+            run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
+        run.finished_at = datetime.now(UTC)
+        self._count(run, stats, report)
+        outcome.unknown_fields = report.unknown_fields
+        outcome.unparsed = dict(report.unparsed)
+        try:
+            loader.submit(lambda: self.destination.log_run(replace(run))).result()
+        except Exception:
+            log.exception("%s: could not write the run log", ep.name)
+        self.listener.finished(outcome)
+        return outcome
+
+    @staticmethod
+    def _count(run: RunLog, stats: RequestStats, report: TypingReport) -> None:
+        run.pages, run.requests = stats.pages, stats.requests
+        run.retries, run.rate_limit_waits = stats.retries, stats.rate_limit_waits
+        run.warnings = report.warnings
+
+    def _window(
+        self,
+        plan: EndpointPlan,
+        window: Window,
+        last_window: bool,
+        run: RunLog,
+        stats: RequestStats,
+        report: TypingReport,
+        loader: _Loader,
+    ) -> int:
+        ep = plan.endpoint
+        params = window_params(ep, window, self.tz)
+        refreshed: set[str] | None = set() if plan.mode == Mode.FULL_REFRESH else None
+        pending: Future[WriteResult] | None = None
+        buffer: list[Any] = []
+        fetched = 0
+        pages = self.client.pages(ep.path, params, stats, window.resume_url)
+        for records, next_url in pages:
+            buffer.extend(records)
+            fetched += len(records)
+            done = next_url is None
+            if len(buffer) < self.options.batch_records and not done:
+                continue
+            if self.stop.is_set() and not done:
+                raise _Stopped(f"{ep.name}: stopped before the end of its window")
+            batch, batch_report = type_records(ep, buffer, self.tz, fetched - len(buffer))
+            buffer = []
+            report.merge(batch_report)
+            if refreshed is not None:
+                refreshed.update(batch.column(ep.key).to_pylist())
+            self._count(run, stats, report)
+            commit = Commit(
+                run=replace(run),
+                checkpoint=None if done else Checkpoint(window.start, window.end, next_url or ""),
+                keep_checkpoint=plan.resumable,
+                watermark=window.watermark_after if done else None,
+                refreshed_keys=refreshed if done else None,
+                last_records=fetched if done and last_window else None,
+            )
+            if pending is not None:
+                pending.result()  # at most one batch waits on the warehouse
+            pending = loader.submit(self._writer(ep, batch, commit, run))
+            self.listener.batch(ep.name, run, fetched)
+        if pending is not None:
+            pending.result()
+        return fetched
+
+    def _writer(
+        self, ep: Endpoint, batch: pa.Table, commit: Commit, run: RunLog
+    ) -> Callable[[], WriteResult]:
+        def write() -> WriteResult:
+            # The loader owns the record counts: it alone knows what was committed.
+            commit.run.records, commit.run.soft_deletes = run.records, run.soft_deletes
+            result = self.destination.write(ep, batch, commit)
+            run.records += result.written
+            run.soft_deletes += result.soft_deleted
+            return result
+
+        return write
+
+
+class _Stopped(Exception):
+    """A stop was asked for: the endpoint ends after its last committed batch."""
+
+
+def run_sync(
+    settings: Settings,
+    options: SyncOptions,
+    listener: Listener | None = None,
+    stop: threading.Event | None = None,
+) -> SyncResult:
+    """Open the API client and the warehouse from settings and run one sync."""
+    api_key = settings.require_api_key()
+    destination = open_destination(settings.destination, settings.schema)
+    try:
+        with OrdergrooveClient(
+            settings.base_url,
+            api_key,
+            timeout_seconds=settings.timeout_seconds,
+            retry=RetryPolicy(max_attempts=settings.max_attempts),
+            budget=RateBudget(settings.requests_per_minute),
+        ) as client:
+            engine = SyncEngine(client, destination, settings.tz, options, listener, stop)
+            return engine.run()
+    finally:
+        destination.close()
