@@ -79,6 +79,9 @@ def simulator_serve(
     rate_malformed: Rate = 0.0,
     retry_after: int | None = typer.Option(None, min=0, help="Retry-After on injected 429s."),
     limit_per_minute: int = typer.Option(6000, min=1, help="The real per-client limit."),
+    fault_endpoints: str | None = typer.Option(
+        None, help="Comma-separated endpoints the random faults hit (default: all)."
+    ),
     webhook_url: str | None = typer.Option(None, help="Where deletion webhooks are POSTed."),
     webhook_secret: list[str] = typer.Option(
         [], envvar="OGSYNC_WEBHOOK_SECRET", help="Signing key; repeat to sign as in a rotation."
@@ -107,6 +110,7 @@ def simulator_serve(
             rate_malformed=rate_malformed,
             retry_after=retry_after,
             limit_per_minute=limit_per_minute,
+            only_endpoints=fault_endpoints.split(",") if fault_endpoints else None,
         ),
         webhook_url=webhook_url,
         webhook_secrets=list(webhook_secret),

@@ -319,7 +319,7 @@ async def _list(sim: Simulator, request: Request, ep: Endpoint) -> Response:
     key = request.headers.get("x-api-key")
     if key not in {sim.api_key, sim.limited_key} - {None}:
         return json_response({"detail": "Authentication credentials were not provided."}, 401)
-    refusal = sim.dice.refusal()
+    refusal = sim.dice.refusal(ep.name)
     if refusal:
         sim.stats.faults[refusal] += 1
         if refusal == "429":
@@ -340,7 +340,7 @@ async def _list(sim: Simulator, request: Request, ep: Endpoint) -> Response:
         body = render(sim, request, ep, params, where, args)
     except BadRequest as exc:
         return json_response(exc.payload, exc.status)
-    spoiler = sim.dice.spoiler()
+    spoiler = sim.dice.spoiler(ep.name)
     if spoiler:
         sim.stats.faults[spoiler] += 1
         if spoiler == "drop":

@@ -52,6 +52,7 @@ class Changer:
             (self.update_customer, 10),
             (self.update_address, 5),
             (self.update_payment, 4),
+            (self.remove_payment, 1),
             (self.change_quantity, 12),
             (self.place_order, 20),
             (self.cancel_subscription, 10),
@@ -66,7 +67,9 @@ class Changer:
         self.events = []
         if count <= 0:
             return []
-        moments = sorted(self.rng.randint(start + 1, max(end, start + 1)) for _ in range(count))
+        # With no time to spread over, every change lands on the clock's current second.
+        low = start + 1 if end > start else end
+        moments = sorted(self.rng.randint(low, end) for _ in range(count))
         funcs, weights = zip(*self.kinds, strict=True)
         with self.store.transaction():
             for moment in moments:
@@ -229,6 +232,19 @@ class Changer:
             return False
         expiry = f"{self.rng.randint(1, 12):02d}/{self.rng.randint(2027, 2032)}"
         self.touch(PAYMENTS, payment, moment, cc_exp_date=expiry)
+        return True
+
+    def remove_payment(self, moment: int) -> bool:
+        """A customer deletes a spare card: payments are hard-deleted with no webhook."""
+        payment = self.pick(PAYMENTS)
+        if payment is None:
+            return False
+        in_use = self.store.count(
+            SUBSCRIPTIONS, "json_extract(body, '$.payment') = ?", (payment["public_id"],)
+        ) + self.store.count(ORDERS, "json_extract(body, '$.payment') = ?", (payment["public_id"],))
+        if in_use:
+            return False
+        self.store.delete(PAYMENTS, [payment["public_id"]], moment)
         return True
 
     def change_quantity(self, moment: int) -> bool:

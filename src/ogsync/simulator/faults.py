@@ -23,6 +23,7 @@ class Faults:
     rate_malformed: float = 0.0
     retry_after: int | None = None  # seconds, sent with injected 429s when set
     limit_per_minute: int = 6000  # the real limit, per client address
+    only_endpoints: list[str] | None = None  # random faults hit just these endpoints
 
     def update(self, changes: dict[str, object]) -> None:
         known = {f.name: f.type for f in fields(self)}
@@ -55,11 +56,15 @@ class FaultDice:
             roll -= rate
         return None
 
-    def refusal(self) -> str | None:
-        return self._roll(REFUSALS)
+    def _targets(self, endpoint: str) -> bool:
+        only = self.faults.only_endpoints
+        return only is None or endpoint in only
 
-    def spoiler(self) -> str | None:
-        return self._roll(SPOILERS)
+    def refusal(self, endpoint: str) -> str | None:
+        return self._roll(REFUSALS) if self._targets(endpoint) else None
+
+    def spoiler(self, endpoint: str) -> str | None:
+        return self._roll(SPOILERS) if self._targets(endpoint) else None
 
     def server_error(self) -> int:
         return self.rng.choice([500, 502, 503, 504])
