@@ -67,6 +67,11 @@ class Endpoint:
         return f"/{self.name}/"
 
     @property
+    def column_key(self) -> str:
+        """The primary key as a warehouse column."""
+        return self.field_named(self.key).column
+
+    @property
     def start_param(self) -> str | None:
         return f"{self.range_filter}_start" if self.range_filter else None
 

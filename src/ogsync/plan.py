@@ -1,8 +1,16 @@
 """What a run fetches: windows and watermarks per endpoint. Pure functions, no I/O.
 
-The incremental rule (docs/design.md): a run's upper bound is frozen when it starts; an
-incremental endpoint asks for `updated_start = watermark - overlap` up to that bound, and its
-watermark moves to the bound only with the endpoint's last page.
+The incremental rule (docs/design.md): a run's bound is frozen when it starts
+(`run_started_at`); an incremental endpoint asks for `updated_start = watermark - overlap`,
+and its watermark moves to `run_started_at` only with the endpoint's last page.
+
+The overlap widens the window at both ends. The API reads our naive bounds in its own zone,
+which the documentation gives as CST in one place and EST in another, and a wall time in the
+hour that repeats when clocks go back reads as its first occurrence. Either reading can put
+the server's idea of a bound up to an hour earlier than ours: at the start that only fetches
+more, but at the end it would hold back the last hour's changes until the next run. So the
+end asked for is `run_started_at + overlap`; records changed after `run_started_at` are
+fetched again next run, and the upsert absorbs the repeats.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ class Checkpoint:
     window_start: datetime | None
     window_end: datetime | None
     next_url: str
+    watermark_after: datetime | None  # what finishing the window commits
 
 
 @dataclass(frozen=True)
@@ -86,11 +95,12 @@ def plan_endpoint(
     watermark = state.watermark
     if state.checkpoint is not None:
         cp = state.checkpoint
-        windows.append(Window(cp.window_start, cp.window_end, cp.next_url, cp.window_end))
-        if cp.window_end is not None:
-            watermark = cp.window_end
+        windows.append(Window(cp.window_start, cp.window_end, cp.next_url, cp.watermark_after))
+        if cp.watermark_after is not None:
+            watermark = cp.watermark_after
     start = None if watermark is None else min(watermark, run_started_at) - overlap
-    windows.append(Window(start, run_started_at, watermark_after=run_started_at))
+    end = run_started_at + overlap
+    windows.append(Window(start, end, watermark_after=run_started_at))
     return EndpointPlan(ep, Mode.INCREMENTAL, tuple(windows))
 
 

@@ -41,7 +41,11 @@ ARROW_TYPES: dict[FieldType, pa.DataType] = {
 
 # Metadata columns the loader adds to every batch before it reaches a destination.
 RAW = "_raw"
-SEQ = "_seq"  # arrival order inside the batch: the last fetched wins among equals
+SEQ = "_seq"  # arrival order inside the batch: the last fetched is the newest
+# The latest instant the update time can mean: the update column itself, except for a wall
+# time the API's zone repeats when clocks go back, whose second reading is an hour later.
+# Upserts compare versions as intervals with it, so no reading of the hour loses an update.
+UPDATED_LATEST = "_updated_latest"
 
 
 class Unparsed(Exception):
@@ -122,17 +126,17 @@ def _json_text_value(value: Any) -> str:
 
 
 class _LocalTimes:
-    """Naive API times to UTC microseconds, with the zone's offset cached per local hour.
+    """Naive API times to UTC microseconds, with the zone's offsets cached per local hour.
 
     A wall time repeated when clocks go back reads as its first occurrence (fold=0), the
-    same reading the API gives to a filter value.
+    same reading the API gives to a filter value; `latest` is its last possible reading.
     """
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
-        self.offsets: dict[str, int] = {}
+        self.offsets: dict[tuple[str, int], int] = {}
 
-    def micros(self, value: Any) -> int:
+    def micros(self, value: Any, fold: int = 0) -> int:
         if not isinstance(value, str):
             raise Unparsed
         text = value.strip()
@@ -142,14 +146,18 @@ class _LocalTimes:
             raise Unparsed from None
         if local.tzinfo is not None:
             return int(local.timestamp() * 1_000_000)
-        hour = text[:13]
+        hour = (text[:13], fold)
         offset = self.offsets.get(hour)
         if offset is None:
-            delta = self.tz.utcoffset(local.replace(minute=0, second=0, microsecond=0))
+            on_the_hour = local.replace(minute=0, second=0, microsecond=0, fold=fold)
+            delta = self.tz.utcoffset(on_the_hour)
             offset = int(delta.total_seconds()) * 1_000_000 if delta else 0
             self.offsets[hour] = offset
         naive = local.replace(tzinfo=UTC).timestamp()
         return int(naive * 1_000_000) - offset
+
+    def latest(self, value: Any) -> int:
+        return self.micros(value, fold=1)
 
 
 def _convert(values: list[Any], convert: Callable[[Any], Any], report: Counter[str], name: str):
@@ -238,7 +246,14 @@ class MissingKey(ValueError):
 
 def arrow_schema(ep: Endpoint) -> pa.Schema:
     columns = [pa.field(f.column, ARROW_TYPES[f.type]) for f in ep.fields]
-    return pa.schema([*columns, pa.field(RAW, pa.string()), pa.field(SEQ, pa.int64())])
+    return pa.schema(
+        [
+            *columns,
+            pa.field(RAW, pa.string()),
+            pa.field(SEQ, pa.int64()),
+            pa.field(UPDATED_LATEST, TIMESTAMP_TYPE),
+        ]
+    )
 
 
 def type_records(
@@ -262,4 +277,13 @@ def type_records(
     ]
     arrays.append(pa.array([orjson.dumps(r).decode() for r in records], pa.string()))
     arrays.append(pa.array(range(first_seq, first_seq + len(records)), pa.int64()))
+    arrays.append(_latest_update(ep, records, times))
     return pa.Table.from_arrays(arrays, schema=arrow_schema(ep)), report
+
+
+def _latest_update(ep: Endpoint, records: Sequence[dict[str, Any]], times: _LocalTimes):
+    if ep.update_field is None or ep.field_named(ep.update_field).type != FieldType.TIMESTAMP:
+        return pa.nulls(len(records), TIMESTAMP_TYPE)
+    quiet: Counter[str] = Counter()  # the update column itself already counted its warnings
+    latest = _convert([r.get(ep.update_field) for r in records], times.latest, quiet, "")
+    return pa.array(latest, pa.int64()).cast(TIMESTAMP_TYPE)

@@ -16,7 +16,14 @@ import pyarrow as pa
 from ogsync.endpoints import Endpoint
 from ogsync.plan import Checkpoint, EndpointState
 
-META_COLUMNS = ("_raw", "_synced_at", "_run_id", "_deleted_at", "_deleted_reason")
+META_COLUMNS = (
+    "_raw",
+    "_updated_latest",
+    "_synced_at",
+    "_run_id",
+    "_deleted_at",
+    "_deleted_reason",
+)
 RUNS_TABLE = "_ogsync_runs"
 STATE_TABLE = "_ogsync_state"
 DELETIONS_TABLE = "_ogsync_deletions"
@@ -122,24 +129,26 @@ class TableSql:
     def newer_wins(self, current: str = "cur", incoming: str = "excluded") -> str:
         """When an incoming version may replace the stored one.
 
-        A newer or equal update time wins; where either side has none, the one fetched last
-        wins. A soft-deleted row comes back only with a strictly newer update time.
+        Update times compare as intervals [update column, _updated_latest], which differ only
+        for wall times the API's zone repeats. A live row takes any version that may be as new
+        as it; a soft-deleted row comes back only with a version that is surely newer. Where
+        either side has no readable update time, the version fetched last wins.
         """
         upd = self.update_column
         if upd is None:
             return "TRUE"
         new, old = f'{incoming}."{upd}"', f'{current}."{upd}"'
-        either_null = f"{new} IS NULL OR {old} IS NULL"
+        new_latest, old_latest = f"{incoming}._updated_latest", f"{current}._updated_latest"
+        unknown = f"{new} IS NULL OR {old} IS NULL"
         return (
-            f"(({current}._deleted_at IS NULL AND ({either_null} OR {new} >= {old})) "
-            f"OR ({current}._deleted_at IS NOT NULL AND ({either_null} OR {new} > {old})))"
+            f"(({current}._deleted_at IS NULL AND ({unknown} OR {new_latest} >= {old})) "
+            f"OR ({current}._deleted_at IS NOT NULL AND ({unknown} OR {new} > {old_latest})))"
         )
 
-    def dedupe_order(self) -> str:
-        """Within one batch, the newest version of a key wins, then the last fetched."""
-        upd = self.update_column
-        newest = f'"{upd}" DESC NULLS LAST, ' if upd else ""
-        return f"{newest}_seq DESC"
+    @staticmethod
+    def dedupe_order() -> str:
+        """Within one batch the API served the later copy of a key later: it wins."""
+        return "_seq DESC"
 
 
 def quote(name: str) -> str:

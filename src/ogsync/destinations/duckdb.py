@@ -38,6 +38,7 @@ SQL_TYPES: dict[FieldType, str] = {
 }
 META_TYPES = {
     "_raw": "JSON",
+    "_updated_latest": "TIMESTAMPTZ",
     "_synced_at": "TIMESTAMPTZ",
     "_run_id": "VARCHAR",
     "_deleted_at": "TIMESTAMPTZ",
@@ -96,7 +97,8 @@ class DuckDBDestination:
         c.execute(
             f"CREATE TABLE IF NOT EXISTS {s}.{STATE_TABLE} (endpoint VARCHAR PRIMARY KEY, "
             "watermark TIMESTAMPTZ, checkpoint_start TIMESTAMPTZ, checkpoint_end TIMESTAMPTZ, "
-            "checkpoint_url VARCHAR, last_records BIGINT, updated_at TIMESTAMPTZ)"
+            "checkpoint_url VARCHAR, checkpoint_watermark TIMESTAMPTZ, last_records BIGINT, "
+            "updated_at TIMESTAMPTZ)"
         )
         c.execute(
             f"CREATE TABLE IF NOT EXISTS {s}.{RUNS_TABLE} (run_id VARCHAR, endpoint VARCHAR, "
@@ -135,11 +137,11 @@ class DuckDBDestination:
     def load_states(self) -> Mapping[str, EndpointState]:
         rows = self.conn.execute(
             "SELECT endpoint, watermark, checkpoint_start, checkpoint_end, checkpoint_url, "
-            f"last_records FROM {quote(self.schema)}.{STATE_TABLE}"
+            f"checkpoint_watermark, last_records FROM {quote(self.schema)}.{STATE_TABLE}"
         ).fetchall()
         states = {}
-        for endpoint, watermark, cp_start, cp_end, cp_url, last_records in rows:
-            checkpoint = Checkpoint(cp_start, cp_end, cp_url) if cp_url else None
+        for endpoint, watermark, cp_start, cp_end, cp_url, cp_mark, last_records in rows:
+            checkpoint = Checkpoint(cp_start, cp_end, cp_url, cp_mark) if cp_url else None
             states[endpoint] = EndpointState(watermark, checkpoint, last_records or 0)
         return states
 
@@ -176,7 +178,8 @@ class DuckDBDestination:
         updates = ", ".join(f"{c} = excluded.{c}" for c in [*cols, *META_COLUMNS])
         statement = (
             f"INSERT INTO {sql.table} AS cur ({names}) "
-            f"SELECT {', '.join(cols)}, _raw::JSON, ?::TIMESTAMPTZ, ?, NULL, NULL FROM ("
+            f"SELECT {', '.join(cols)}, _raw::JSON, _updated_latest, ?::TIMESTAMPTZ, ?, NULL, NULL "
+            "FROM ("
             f"  SELECT *, row_number() OVER (PARTITION BY {quote(sql.key)} "
             f"  ORDER BY {sql.dedupe_order()}) AS _rank FROM ogsync_batch"
             f") WHERE _rank = 1 "
@@ -222,11 +225,12 @@ class DuckDBDestination:
             cp = commit.checkpoint
             self.conn.execute(
                 f"UPDATE {table} SET checkpoint_start = ?, checkpoint_end = ?, "
-                "checkpoint_url = ? WHERE endpoint = ?",
+                "checkpoint_url = ?, checkpoint_watermark = ? WHERE endpoint = ?",
                 [
                     cp.window_start if cp else None,
                     cp.window_end if cp else None,
                     cp.next_url if cp else None,
+                    cp.watermark_after if cp else None,
                     ep.name,
                 ],
             )

@@ -280,7 +280,7 @@ class Changer:
         subs = [self.store.get(SUBSCRIPTIONS, i["subscription"]) for i in items]
         live = [s for s in subs if s is not None and s["live"]]
         if live:
-            self.next_order(order, live, moment + self.rng.randint(1, 60))
+            self.next_order(order, live, moment)
         return True
 
     def cancel_subscription(self, moment: int) -> bool:
