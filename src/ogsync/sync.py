@@ -252,8 +252,11 @@ class SyncEngine:
             self._count(run, stats, report)
             commit = Commit(
                 run=replace(run),
-                checkpoint=None if done else Checkpoint(window.start, window.end, next_url or ""),
-                keep_checkpoint=plan.resumable,
+                checkpoint=Checkpoint(window.start, window.end, next_url, window.watermark_after)
+                if plan.resumable and next_url
+                else None,
+                # A test window leaves the state alone; anything else rewrites the checkpoint.
+                keep_checkpoint=plan.mode != Mode.TEST_WINDOW,
                 watermark=window.watermark_after if done else None,
                 refreshed_keys=refreshed if done else None,
                 last_records=fetched if done and last_window else None,

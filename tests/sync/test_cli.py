@@ -1,0 +1,202 @@
+"""`ogsync sync` and `ogsync check` as a user runs them: real processes, exit codes, messages."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import assert_equals_truth, query, stats
+from ogsync.endpoints import BY_NAME
+from ogsync.simulator.server import simulator_process
+
+SECRET_KEY = "k3y-THAT-must-NEVER-leak-9f8e7d"
+
+
+def ogsync(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, **kw):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "ogsync", *args],
+        env=full_env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=kw.pop("timeout", 120),
+        **kw,
+    )
+
+
+def spawn(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+    full_env.update(env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ogsync", *args],
+        env=full_env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def api():
+    with simulator_process(
+        ["--records", "6000", "--seed", "31", "--latency-ms", "4"], api_key=SECRET_KEY
+    ) as sim:
+        yield sim
+
+
+def env_for(api, db: Path, **extra: str) -> dict[str, str]:
+    return {
+        "OGSYNC_API_KEY": SECRET_KEY,
+        "OGSYNC_BASE_URL": api.url,
+        "OGSYNC_DESTINATION": f"duckdb:///{db}",
+        **extra,
+    }
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (["sync"], {"OGSYNC_API_KEY": ""}, "OGSYNC_API_KEY"),
+        (["sync", "--endpoints", "orders,bogus"], {}, "unknown endpoint 'bogus'"),
+        (["sync", "--destination", "mysql://db/x"], {}, "unsupported destination"),
+        (["sync", "--destination", "duckdb:///no/such/dir/x.duckdb"], {}, "does not exist"),
+        (["sync"], {"OGSYNC_API_TIMEZONE": "Mars/Base"}, "unknown time zone"),
+        (["sync"], {"OGSYNC_BASE_URL": "ftp://example"}, "not an http(s) URL"),
+        (["sync", "--env", "moon"], {}, "unknown environment"),
+        (["sync", "--since", "last tuesday"], {}, "not an ISO date"),
+        (["sync", "--log-format", "xml"], {}, "--log-format"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_clear_line(api, tmp_path, args, env, needle):
+    result = ogsync(*args, env={**env_for(api, tmp_path / "w.duckdb"), **env}, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert needle in one_line_error(result)
+
+
+def test_a_bad_config_file_exits_2(api, tmp_path):
+    (tmp_path / "ogsync.toml").write_text("workers = 'many'\nsurprise = 1\n")
+    result = ogsync("sync", env=env_for(api, tmp_path / "w.duckdb"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unknown setting(s) surprise" in one_line_error(result)
+    (tmp_path / "ogsync.toml").write_text("workers = [")
+    result = ogsync("sync", env=env_for(api, tmp_path / "w.duckdb"), cwd=tmp_path)
+    assert result.returncode == 2 and "not valid TOML" in one_line_error(result)
+
+
+def test_a_wrong_key_exits_3_and_is_never_echoed(api, tmp_path):
+    wrong = "wrong-key-also-secret-123456"
+    env = {**env_for(api, tmp_path / "w.duckdb"), "OGSYNC_API_KEY": wrong}
+    for command in ("sync", "check"):
+        result = ogsync(command, env=env, cwd=tmp_path)
+        assert result.returncode == 3
+        line = one_line_error(result)
+        assert "401" in line and "OGSYNC_API_KEY" in line
+        assert wrong not in result.stderr + result.stdout
+
+
+def test_a_key_without_bulk_permission_exits_3_naming_it(tmp_path):
+    with simulator_process(["--records", "200", "--limited-key", "limited-key-xyz"]) as sim:
+        env = {
+            "OGSYNC_API_KEY": "limited-key-xyz",
+            "OGSYNC_BASE_URL": sim.url,
+            "OGSYNC_DESTINATION": f"duckdb:///{tmp_path / 'w.duckdb'}",
+        }
+        result = ogsync("check", env=env, cwd=tmp_path)
+    assert result.returncode == 3
+    assert "Bulk Operations" in one_line_error(result)
+
+
+def test_check_reports_ok(api, tmp_path):
+    result = ogsync("check", env=env_for(api, tmp_path / "w.duckdb"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_sync_logs_json_without_the_key_anywhere(api, tmp_path):
+    db = tmp_path / "w.duckdb"
+    result = ogsync("sync", "--log-format", "json", env=env_for(api, db), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    events = [line for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any('"event":"endpoint_finished"' in e for e in events)
+    assert all('"run_id"' in e for e in events if '"event":"batch"' in e)
+    assert SECRET_KEY not in result.stderr + result.stdout
+    dump = query(
+        db, "SELECT string_agg(CAST(COLUMNS(*) AS VARCHAR), '|') FROM ordergroove._ogsync_runs"
+    )
+    dump += query(
+        db, "SELECT string_agg(CAST(COLUMNS(*) AS VARCHAR), '|') FROM ordergroove._ogsync_state"
+    )
+    assert SECRET_KEY not in str(dump)
+
+
+def test_a_second_sync_on_the_same_warehouse_exits_with_a_clear_message(api, tmp_path):
+    db = tmp_path / "w.duckdb"
+    # Slow on purpose (5 requests a second) so that the two runs overlap.
+    (tmp_path / "ogsync.toml").write_text("batch_records = 100\nrequests_per_minute = 300\n")
+    first = spawn(
+        "sync", "--endpoints", "items", "--log-format", "json", env=env_for(api, db), cwd=tmp_path
+    )
+    try:
+        assert first.stderr is not None
+        assert '"event":"planned"' in first.stderr.readline()  # it holds the warehouse now
+        second = ogsync("sync", env=env_for(api, db), cwd=tmp_path)
+        assert first.poll() is None, "the first sync ended before the second began"
+        assert second.returncode == 1
+        assert "another ogsync process" in one_line_error(second)
+    finally:
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+
+
+def test_a_sync_killed_between_batches_resumes_without_loss_or_duplicates(api, tmp_path):
+    db = tmp_path / "w.duckdb"
+    (tmp_path / "ogsync.toml").write_text("batch_records = 200\nrequests_per_minute = 100000\n")
+    env = env_for(api, db)
+    before = stats(api)["requests"].get("items", 0)
+    victim = spawn(
+        "sync", "--endpoints", "items,orders", "--log-format", "json", env=env, cwd=tmp_path
+    )
+    deadline = time.monotonic() + 60
+    while stats(api)["requests"].get("items", 0) - before < 12:
+        assert victim.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=30)
+    assert victim.returncode == -signal.SIGKILL
+
+    committed = query(db, "SELECT count(*) FROM ordergroove.items")[0][0]
+    (checkpoint,) = query(
+        db, "SELECT checkpoint_url FROM ordergroove._ogsync_state WHERE endpoint = 'items'"
+    )[0]
+    assert committed >= 200 and checkpoint, "the kill came before the first commit"
+
+    result = ogsync("sync", "--endpoints", "items,orders", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    items = BY_NAME["items"]
+    total = query(db, "SELECT count(*), count(DISTINCT public_id) FROM ordergroove.items")[0]
+    assert total[0] == total[1]
+    resumed_pages = query(
+        db,
+        "SELECT pages FROM ordergroove._ogsync_runs WHERE endpoint = 'items' "
+        "AND status = 'success'",
+    )[0][0]
+    all_pages = -(-len(httpx.get(f"{api.url}/__sim__/truth/items").json()) // 100)
+    assert resumed_pages < all_pages  # it picked up from the checkpoint, not from scratch
+    assert_equals_truth(api, db, [items, BY_NAME["orders"]])
