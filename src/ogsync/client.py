@@ -99,14 +99,16 @@ def retry_after_seconds(value: str | None, cap: float) -> float | None:
     return min(seconds, cap) if seconds > 0 else None
 
 
-def _detail(response: httpx.Response) -> str:
+def _detail(response: httpx.Response, secret: str) -> str:
+    """The API's own explanation, with our key blotted out should the server echo it."""
     try:
         body = response.json()
     except ValueError:
         return ""
-    if isinstance(body, dict):
-        return "; ".join(f"{k}: {v}" for k, v in body.items())[:300]
-    return ""
+    if not isinstance(body, dict):
+        return ""
+    text = "; ".join(f"{k}: {v}" for k, v in body.items())
+    return (text.replace(secret, "***") if secret else text)[:300]
 
 
 class OrdergrooveClient:
@@ -127,6 +129,7 @@ class OrdergrooveClient:
         self.retry = retry or RetryPolicy()
         self.budget = budget or RateBudget(5000)
         self._rng = random.Random(seed)
+        self._key = api_key
         self._http = httpx.Client(
             headers={"x-api-key": api_key, API_VERSION_HEADER: "2", "accept": "application/json"},
             timeout=timeout_seconds,
@@ -184,7 +187,7 @@ class OrdergrooveClient:
                         response.headers.get("retry-after"), self.retry.retry_after_cap_seconds
                     )
                 else:
-                    raise _refusal(url, response)
+                    raise _refusal(url, response, self._key)
             attempt += 1
             if attempt >= self.retry.max_attempts:
                 raise ApiError(f"{_where(url)}: {problem}, still after {attempt} attempts")
@@ -245,9 +248,9 @@ def _where(url: str) -> str:
     return httpx.URL(url).path
 
 
-def _refusal(url: str, response: httpx.Response) -> ApiError:
+def _refusal(url: str, response: httpx.Response, secret: str) -> ApiError:
     status = response.status_code
-    detail = _detail(response)
+    detail = _detail(response, secret)
     suffix = f" ({detail})" if detail else ""
     if status == 401:
         return AuthError(

@@ -6,11 +6,12 @@ and its watermark moves to `run_started_at` only with the endpoint's last page.
 
 The overlap widens the window at both ends. The API reads our naive bounds in its own zone,
 which the documentation gives as CST in one place and EST in another, and a wall time in the
-hour that repeats when clocks go back reads as its first occurrence. Either reading can put
-the server's idea of a bound up to an hour earlier than ours: at the start that only fetches
-more, but at the end it would hold back the last hour's changes until the next run. So the
+hour that repeats when clocks go back reads as its first occurrence. Each reading can put the
+server's idea of a bound an hour earlier than ours (both together, two). At the start that
+only fetches more; at the end it would hold back the last changes until the next run. So the
 end asked for is `run_started_at + overlap`; records changed after `run_started_at` are
-fetched again next run, and the upsert absorbs the repeats.
+fetched again next run, and the upsert absorbs the repeats. Consecutive windows never leave
+a gap under any of these readings (tests/unit/test_plan.py checks it as a property).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class Unparsed(Exception):
     """A value that is present but cannot be read as its field's type."""
 
 
-DECIMAL_PATTERN = r"^\s*-?\d{1,29}(\.\d{1,9})?\s*$"
+DECIMAL_PATTERN = r"^-?\d{1,29}(\.\d{1,9})?$"
 
 
 def _null(value: Any) -> bool:
@@ -78,8 +78,11 @@ def _integer_value(value: Any) -> int:
         number = value
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        number = int(value)
+    elif isinstance(value, str):
+        try:
+            number = int(value.strip(), 10)
+        except ValueError:
+            raise Unparsed from None
     else:
         raise Unparsed
     if abs(number) > INT64_MAX:
@@ -157,7 +160,8 @@ class _LocalTimes:
         return int(naive * 1_000_000) - offset
 
     def latest(self, value: Any) -> int:
-        return self.micros(value, fold=1)
+        # max: in the hour skipped when clocks go forward, fold=1 reads an hour *earlier*.
+        return max(self.micros(value, fold=0), self.micros(value, fold=1))
 
 
 def _convert(values: list[Any], convert: Callable[[Any], Any], report: Counter[str], name: str):
@@ -178,7 +182,7 @@ def _present(values: list[Any]) -> int:
     return sum(1 for v in values if not _null(v))
 
 
-def _fast_array(values: list[Any], kind: pa.DataType) -> pa.Array | None:
+def _fast_array(values: list[Any], kind: pa.DataType | None) -> pa.Array | None:
     """The column straight through Arrow's C++ conversion, or None if any value needs care."""
     try:
         return pa.array(values, kind)
@@ -198,15 +202,18 @@ def _column(
             else pa.array([None if v is None else _text_value(v) for v in values], arrow_type)
         )
     if kind in (FieldType.INTEGER, FieldType.BOOLEAN):
-        fast = _fast_array(values, arrow_type)
-        if fast is not None:
-            return fast
+        # Arrow infers the column's type; only a column that is already all ints (or all
+        # bools) takes the fast path, since a forced cast would truncate 5.5 to 5.
+        fast = _fast_array(values, None)
+        if fast is not None and fast.type in (arrow_type, pa.null()):
+            return fast.cast(arrow_type)
         convert = _integer_value if kind == FieldType.INTEGER else _boolean_value
         return pa.array(_convert(values, convert, report, name), arrow_type)
     if kind == FieldType.DECIMAL:
         strings = _fast_array(values, pa.string())
         if strings is None:
             return pa.array(_convert(values, _decimal_value, report, name), arrow_type)
+        strings = pc.utf8_trim_whitespace(strings)
         valid = pc.match_substring_regex(strings, DECIMAL_PATTERN)
         typed = pc.cast(pc.if_else(valid, strings, pa.scalar(None, pa.string())), arrow_type)
         lost = _present(values) - (len(typed) - typed.null_count)

@@ -480,15 +480,19 @@ def new_customer_household(
         end_cycle = past_cycles + 1
         if rng.random() < 0.25 and start_cycle < past_cycles:
             end_cycle = rng.randint(start_cycle + 1, past_cycles)
-        sub_created = (first_place + start_cycle * interval) - rng.randint(60, HOUR)
+        if start_cycle < past_cycles:  # in time for that cycle's box
+            sub_created = first_place + start_cycle * interval - rng.randint(60, HOUR)
+        else:  # joined since the last box shipped, for the next one
+            sub_created = rng.randint(min(first_place + (past_cycles - 1) * interval, now), now)
         sub_created = min(max(sub_created, created + 120), now)
         address = rng.choice(addresses)["public_id"]
         sub = factory.subscription(
             customer, address, rng.choice(payments)["public_id"], sub_created, interval_days
         )
         if end_cycle <= past_cycles:
-            cancel_at = first_place + (end_cycle - 1) * interval + rng.randint(HOUR, interval // 2)
-            cancel_at = min(cancel_at, now)
+            after_box = first_place + (end_cycle - 1) * interval
+            latest = min(after_box + interval // 2, now)
+            cancel_at = rng.randint(min(after_box + 60, latest), latest)
             reason = rng.choice(CANCEL_REASONS)
             sub.update(
                 live=False,
@@ -554,12 +558,12 @@ def generate(store: Store, factory: Factory, records: int, now: int) -> int:
     made = n_profiles + len(catalog.products)
 
     while made < records:
+        cycles = rng.choices(range(8), weights=[8, 14, 16, 16, 14, 12, 10, 10])[0]
+        interval_days = rng.choice([14, 28, 30, 30, 30, 45, 60, 90])
+        # Customers with no box shipped yet signed up at some point of their first interval.
+        signed_up = now if cycles else now - rng.randint(HOUR, interval_days * DAY)
         made += new_customer_household(
-            factory,
-            emit,
-            now,
-            past_cycles=rng.choices(range(8), weights=[8, 14, 16, 16, 14, 12, 10, 10])[0],
-            interval_days=rng.choice([14, 28, 30, 30, 30, 45, 60, 90]),
+            factory, emit, signed_up, past_cycles=cycles, interval_days=interval_days
         )
     emit.flush()
     return emit.written
