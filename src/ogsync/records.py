@@ -6,6 +6,7 @@ counted warning, and the record as received is always kept whole in `_raw`.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ DECIMAL_TYPE = pa.decimal128(38, 9)
 TIMESTAMP_TYPE = pa.timestamp("us", tz="UTC")
 INT64_MAX = 2**63 - 1
 NULL_WORDS = frozenset({"", "null", "None", "undefined"})
+NULL_WORD_ARRAY = pa.array(sorted(NULL_WORDS), pa.string())
 TRUE_WORDS = frozenset({"true", "True", "TRUE", "1"})
 FALSE_WORDS = frozenset({"false", "False", "FALSE", "0"})
 QUANTUM = Decimal(1).scaleb(-9)
@@ -128,16 +130,70 @@ def _json_text_value(value: Any) -> str:
         raise Unparsed from None
 
 
+# Offsets of whole days without a clock change, shared by every batch: (zone, day) -> offsets.
+_DAY_OFFSETS: dict[tuple[str, str], tuple[int, int] | None] = {}
+
+
 class _LocalTimes:
-    """Naive API times to UTC microseconds, with the zone's offsets cached per local hour.
+    """Naive API times to UTC, with the zone's offsets computed once per local hour.
 
     A wall time repeated when clocks go back reads as its first occurrence (fold=0), the
     same reading the API gives to a filter value; `latest` is its last possible reading.
+    The common "YYYY-MM-DD HH:MM:SS" shape is parsed column-wise by Arrow; anything else
+    (fractions, offsets) takes the per-value path.
     """
+
+    FORMAT = "%Y-%m-%d %H:%M:%S"
+    SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
         self.offsets: dict[tuple[str, int], int] = {}
+
+    def offset(self, hour: str, fold: int) -> int:
+        """Microseconds the zone is ahead of UTC at "YYYY-MM-DD HH" local."""
+        cached = self.offsets.get((hour, fold))
+        if cached is None:
+            on_the_hour = datetime.strptime(hour, "%Y-%m-%d %H").replace(fold=fold)
+            delta = self.tz.utcoffset(on_the_hour)
+            cached = int(delta.total_seconds()) * 1_000_000 if delta else 0
+            self.offsets[(hour, fold)] = cached
+        return cached
+
+    def day_offsets(self, day: str) -> tuple[int, int] | None:
+        """(first, latest) offsets for a whole local day, or None if clocks change that day."""
+        key = (self.tz.key, day)
+        if key not in _DAY_OFFSETS:
+            hours = {
+                (self.offset(f"{day} {h:02d}", 0), self.offset(f"{day} {h:02d}", 1))
+                for h in (0, 23)
+            }
+            (first, second), *rest = hours
+            _DAY_OFFSETS[key] = None if rest or first != second else (first, first)
+        return _DAY_OFFSETS[key]
+
+    def _offsets(self, text: pa.Array, parsed: pa.Array) -> tuple[pa.Array, pa.Array]:
+        """Per row, the zone's offset for the first and for the latest reading."""
+        days = pc.utf8_slice_codeunits(text, 0, 10)
+        seen = pc.unique(pc.filter(days, pc.is_valid(parsed))).to_pylist()
+        whole = {d: self.day_offsets(d) for d in seen}
+        table = [whole[d] or (0, 0) for d in seen]
+        where = pc.index_in(days, value_set=pa.array(seen, pa.string()))
+        first = pc.take(pa.array([t[0] for t in table], pa.int64()), where)
+        last = pc.take(pa.array([t[1] for t in table], pa.int64()), where)
+        changing = [d for d in seen if whole[d] is None]
+        if changing:  # the days clocks change: hour by hour
+            hours = pc.utf8_slice_codeunits(text, 0, 13)
+            on_those_days = pc.fill_null(pc.is_in(days, value_set=pa.array(changing)), False)
+            wanted = pc.unique(pc.filter(hours, on_those_days)).to_pylist()
+            at = pc.index_in(hours, value_set=pa.array(wanted, pa.string()))
+            by_hour_first = [self.offset(h, 0) for h in wanted]
+            by_hour_last = [min(self.offset(h, 0), self.offset(h, 1)) for h in wanted]
+            first = pc.if_else(
+                on_those_days, pc.take(pa.array(by_hour_first, pa.int64()), at), first
+            )
+            last = pc.if_else(on_those_days, pc.take(pa.array(by_hour_last, pa.int64()), at), last)
+        return first, last
 
     def micros(self, value: Any, fold: int = 0) -> int:
         if not isinstance(value, str):
@@ -149,19 +205,53 @@ class _LocalTimes:
             raise Unparsed from None
         if local.tzinfo is not None:
             return int(local.timestamp() * 1_000_000)
-        hour = (text[:13], fold)
-        offset = self.offsets.get(hour)
-        if offset is None:
-            on_the_hour = local.replace(minute=0, second=0, microsecond=0, fold=fold)
-            delta = self.tz.utcoffset(on_the_hour)
-            offset = int(delta.total_seconds()) * 1_000_000 if delta else 0
-            self.offsets[hour] = offset
-        naive = local.replace(tzinfo=UTC).timestamp()
-        return int(naive * 1_000_000) - offset
+        naive = int(local.replace(tzinfo=UTC).timestamp() * 1_000_000)
+        return naive - self.offset(local.strftime("%Y-%m-%d %H"), fold)
 
     def latest(self, value: Any) -> int:
         # max: in the hour skipped when clocks go forward, fold=1 reads an hour *earlier*.
         return max(self.micros(value, fold=0), self.micros(value, fold=1))
+
+    def column(
+        self, values: list[Any], report: Counter[str], name: str
+    ) -> tuple[pa.Array, pa.Array]:
+        """(earliest, latest) UTC readings of a column of naive local times."""
+        strings = _fast_array(values, pa.string())
+        if strings is None:
+            earliest = _convert(values, self.micros, report, name)
+            latest = _convert(values, self.latest, Counter(), name)
+            return _utc(pa.array(earliest, pa.int64())), _utc(pa.array(latest, pa.int64()))
+        text = pc.replace_substring(pc.utf8_trim_whitespace(strings), "T", " ", max_replacements=1)
+        simple = pc.fill_null(pc.match_substring_regex(text, self.SHAPE), False)
+        parsed = pc.strptime(
+            pc.if_else(simple, text, pa.scalar(None, pa.string())),
+            format=self.FORMAT,
+            unit="s",  # seconds, so that strftime prints no fraction to compare
+            error_is_null=True,
+        )
+        # strptime rolls 2017-02-29 over to 03-01; a time that does not print back is invalid.
+        parsed = pc.if_else(pc.equal(pc.strftime(parsed, format=self.FORMAT), text), parsed, None)
+        first, last = self._offsets(text, parsed)
+        local = pc.multiply(parsed.cast(pa.int64()), 1_000_000)
+        earliest = pc.subtract(local, first)
+        latest = pc.subtract(local, last)
+        odd_mask = pc.and_(pc.invert(simple), pc.is_valid(text))
+        if pc.any(odd_mask).as_py():  # fractions, offsets, garbage: one at a time
+            odd = odd_mask.to_pylist()
+            earliest, latest = earliest.to_pylist(), latest.to_pylist()
+            for i, value in enumerate(values):
+                if odd[i] and not _null(value):
+                    with contextlib.suppress(Unparsed):
+                        earliest[i], latest[i] = self.micros(value), self.latest(value)
+            earliest, latest = pa.array(earliest, pa.int64()), pa.array(latest, pa.int64())
+        lost = _present(text) - (len(earliest) - earliest.null_count)
+        if lost:
+            report[name] += lost
+        return _utc(earliest), _utc(latest)
+
+
+def _utc(micros: pa.Array) -> pa.Array:
+    return micros.cast(TIMESTAMP_TYPE)
 
 
 def _convert(values: list[Any], convert: Callable[[Any], Any], report: Counter[str], name: str):
@@ -178,8 +268,10 @@ def _convert(values: list[Any], convert: Callable[[Any], Any], report: Counter[s
     return out
 
 
-def _present(values: list[Any]) -> int:
-    return sum(1 for v in values if not _null(v))
+def _present(trimmed: pa.Array) -> int:
+    """Values in a trimmed string column that are not null or a word for null."""
+    null_words = pc.sum(pc.is_in(trimmed, value_set=NULL_WORD_ARRAY)).as_py() or 0
+    return len(trimmed) - trimmed.null_count - null_words
 
 
 def _fast_array(values: list[Any], kind: pa.DataType | None) -> pa.Array | None:
@@ -216,13 +308,12 @@ def _column(
         strings = pc.utf8_trim_whitespace(strings)
         valid = pc.match_substring_regex(strings, DECIMAL_PATTERN)
         typed = pc.cast(pc.if_else(valid, strings, pa.scalar(None, pa.string())), arrow_type)
-        lost = _present(values) - (len(typed) - typed.null_count)
+        lost = _present(strings) - (len(typed) - typed.null_count)
         if lost:
             report[name] += lost
         return typed
     if kind == FieldType.TIMESTAMP:
-        micros = _convert(values, times.micros, report, name)
-        return pa.array(micros, pa.int64()).cast(arrow_type)
+        return times.column(values, report, name)[0]
     convert = {
         FieldType.DATE: _date_value,
         FieldType.JSON: _json_value,
@@ -278,19 +369,18 @@ def type_records(
         if len(record) != len(known) or record.keys() != known:
             report.unknown_fields |= record.keys() - known
     times = _LocalTimes(tz)
-    arrays = [
-        _column(f.type, [r.get(f.name) for r in records], times, report.unparsed, f.name)
-        for f in ep.fields
-    ]
+    arrays: list[pa.Array] = []
+    latest = pa.nulls(len(records), TIMESTAMP_TYPE)
+    for f in ep.fields:
+        values = [r.get(f.name) for r in records]
+        if f.type == FieldType.TIMESTAMP:
+            earliest, last = times.column(values, report.unparsed, f.name)
+            arrays.append(earliest)
+            if f.name == ep.update_field:
+                latest = last
+        else:
+            arrays.append(_column(f.type, values, times, report.unparsed, f.name))
     arrays.append(pa.array([orjson.dumps(r).decode() for r in records], pa.string()))
     arrays.append(pa.array(range(first_seq, first_seq + len(records)), pa.int64()))
-    arrays.append(_latest_update(ep, records, times))
+    arrays.append(latest)
     return pa.Table.from_arrays(arrays, schema=arrow_schema(ep)), report
-
-
-def _latest_update(ep: Endpoint, records: Sequence[dict[str, Any]], times: _LocalTimes):
-    if ep.update_field is None or ep.field_named(ep.update_field).type != FieldType.TIMESTAMP:
-        return pa.nulls(len(records), TIMESTAMP_TYPE)
-    quiet: Counter[str] = Counter()  # the update column itself already counted its warnings
-    latest = _convert([r.get(ep.update_field) for r in records], times.latest, quiet, "")
-    return pa.array(latest, pa.int64()).cast(TIMESTAMP_TYPE)

@@ -1,0 +1,171 @@
+"""Benchmark: a full sync from the simulator into a warehouse, by hand.
+
+Starts `ogsync simulator serve` as its own process, runs `ogsync sync --endpoints all` as
+another, and reports records/s, requests, the sync's peak memory, and the ratio of wall time
+to the latency-bound limit (each endpoint's pages times the latency, endpoints placed on the
+workers as well as possible). Then an incremental run with no changes, which should make one
+request per incremental endpoint.
+
+    .venv/bin/python bench/sync.py --records 1000000
+    .venv/bin/python bench/sync.py --records 200000 --latency-ms 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+
+from ogsync.endpoints import ENDPOINTS
+from ogsync.simulator.server import simulator_process
+
+WORKERS = 5
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_sync(env: dict[str, str], cwd: Path) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in MB, exit code) of one `ogsync sync --endpoints all`."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ogsync", "sync", "--endpoints", "all", "--log-format", "json"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, peak_rss_mb(proc.pid))
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        sys.stderr.write(proc.stderr.read().decode()[-2000:] if proc.stderr else "")
+    return wall, peak, proc.returncode
+
+
+def latency_bound(pages: dict[str, int], latency_s: float, workers: int = WORKERS) -> float:
+    """The makespan of endpoints (pages x latency) placed largest first on `workers`."""
+    loads = [0.0] * workers
+    for count in sorted(pages.values(), reverse=True):
+        heapq.heapreplace(loads, loads[0] + count * latency_s)
+    return max(loads)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--destination", default=None, help="default: a fresh DuckDB file")
+    parser.add_argument(
+        "--requests-per-minute",
+        type=int,
+        default=1_000_000,
+        help="the sync's rate budget (the real API allows 6,000)",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="ogsync-bench-"))
+    destination = args.destination or f"duckdb:///{workdir / 'bench.duckdb'}"
+    (workdir / "ogsync.toml").write_text(
+        f"requests_per_minute = {args.requests_per_minute}\nbatch_records = 5000\n"
+    )
+    sim_args = [
+        "--records",
+        str(args.records),
+        "--seed",
+        "1",
+        "--limit-per-minute",
+        str(10**9),
+        "--latency-ms",
+        str(args.latency_ms),
+        "--latency-jitter",
+        "0",
+    ]
+    started = time.perf_counter()
+    with simulator_process(sim_args, timeout=300) as sim:
+        ready = time.perf_counter() - started
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+        env.update(
+            OGSYNC_API_KEY=sim.api_key, OGSYNC_BASE_URL=sim.url, OGSYNC_DESTINATION=destination
+        )
+        wall, peak, code = run_sync(env, workdir)
+        served = httpx.get(f"{sim.url}/__sim__/stats").json()
+        before = served["requests"]
+        inc_wall, inc_peak, inc_code = run_sync(env, workdir)
+        after = httpx.get(f"{sim.url}/__sim__/stats").json()["requests"]
+
+    records = pages = 0
+    per_endpoint: dict[str, int] = {}
+    if destination.startswith("duckdb:///"):
+        with duckdb.connect(destination.removeprefix("duckdb:///"), read_only=True) as conn:
+            rows = conn.execute(
+                "SELECT endpoint, records, pages FROM ordergroove._ogsync_runs r "
+                "WHERE started_at = (SELECT min(started_at) FROM ordergroove._ogsync_runs "
+                "WHERE endpoint = r.endpoint)"
+            ).fetchall()
+        for endpoint, count, endpoint_pages in rows:
+            records += count
+            pages += endpoint_pages
+            per_endpoint[endpoint] = endpoint_pages
+    incremental = {
+        ep.name: after.get(ep.name, 0) - before.get(ep.name, 0)
+        for ep in ENDPOINTS
+        if ep.incremental
+    }
+    bound = latency_bound(per_endpoint, args.latency_ms / 1000) if args.latency_ms else None
+    summary = {
+        "records": records,
+        "pages": pages,
+        "requests": served["requests_total"],
+        "simulator_ready_s": round(ready, 1),
+        "sync_wall_s": round(wall, 2),
+        "records_per_s": round(records / wall) if wall else 0,
+        "sync_peak_rss_mb": round(peak, 1),
+        "exit_code": code,
+        "latency_ms": args.latency_ms,
+        "latency_bound_s": round(bound, 2) if bound else None,
+        "wall_over_bound": round(wall / bound, 3) if bound else None,
+        "incremental_wall_s": round(inc_wall, 2),
+        "incremental_exit_code": inc_code,
+        "incremental_requests_per_endpoint": incremental,
+        "incremental_peak_rss_mb": round(inc_peak, 1),
+    }
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print(f"full sync of {records:,} records ({pages:,} pages, {summary['requests']:,} requests)")
+    print(f"  wall {wall:.1f} s -> {summary['records_per_s']:,} records/s   (target >= 25,000)")
+    print(f"  peak RSS of the sync {peak:.0f} MB   (target < 300 MB)   exit {code}")
+    if bound:
+        print(
+            f"  latency-bound limit {bound:.1f} s; wall/limit {wall / bound:.3f} (target <= 1.10)"
+        )
+    print(
+        f"incremental run with no changes: {inc_wall:.1f} s, requests {incremental}, exit {inc_code}"
+    )
+    print(f"(simulator ready in {ready:.1f} s; files in {workdir})")
+
+
+if __name__ == "__main__":
+    main()
