@@ -21,6 +21,7 @@ always killed, and every phase has a deadline, so the script ends by itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import signal
@@ -67,6 +68,28 @@ def proc_memory(pid: int) -> dict[str, int]:
         if key in ("VmHWM", "VmRSS"):
             out[key] = int(value.split()[0]) * 1024
     return out
+
+
+def proc_io(pid: int) -> dict[str, int]:
+    """rchar (bytes read by syscalls) and read_bytes (fetched from storage), /proc/<pid>/io."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            key, _, value = line.partition(":")
+            out[key] = int(value)
+    return out
+
+
+def machine_cpu() -> dict[str, int]:
+    """Machine-wide CPU ticks from /proc/stat: busy, idle, iowait, steal."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    return {
+        "busy": user + nice + system + irq + softirq,
+        "idle": idle,
+        "iowait": iowait,
+        "steal": steal,
+    }
 
 
 def tree_size(path: Path) -> int:
@@ -224,9 +247,13 @@ def run_load(base: str, pid: int, seconds: float, warmup: float, concurrency: in
     for t in threads:
         t.start()
     time.sleep(max(0.0, start_at - time.monotonic()))
+    io0, machine0 = proc_io(pid), machine_cpu()
     server_cpu0, client_cpu0, wall0 = proc_cpu_seconds(pid), client_cpu_seconds(), time.monotonic()
     time.sleep(max(0.0, stop_at - time.monotonic()))
     server_cpu1, client_cpu1, wall1 = proc_cpu_seconds(pid), client_cpu_seconds(), time.monotonic()
+    io1, machine1 = proc_io(pid), machine_cpu()
+    ticks = {k: machine1[k] - machine0[k] for k in machine0}
+    all_ticks = sum(ticks.values()) or 1
     for t in threads:
         t.join(timeout=15)  # a request in flight has a 10 s timeout
     stuck = sum(t.is_alive() for t in threads)
@@ -259,6 +286,14 @@ def run_load(base: str, pid: int, seconds: float, warmup: float, concurrency: in
         "client_cpu_seconds": client_cpu,
         "client_cpu_share": client_cpu / elapsed,
         "client_cpu_ms_per_page": client_cpu / pages * 1000 if pages else float("nan"),
+        "server_read_syscall_bytes": io1.get("rchar", 0) - io0.get("rchar", 0),
+        "server_storage_read_bytes": io1.get("read_bytes", 0) - io0.get("read_bytes", 0),
+        "machine_cpu_shares": {k: v / all_ticks for k, v in ticks.items()},
+        # Busy cores not explained by the simulator and this client: other load on the machine.
+        "other_cpu_cores": max(
+            0.0,
+            ticks["busy"] / all_ticks * (os.cpu_count() or 1) - (server_cpu + client_cpu) / elapsed,
+        ),
         "walks_completed": sum(r.walks_completed for r in results),
         "pages_by_endpoint": dict(sorted(endpoints.items())),
         "errors": sum(r.errors for r in results),
@@ -304,6 +339,12 @@ def human(summary: dict) -> str:
         f"cpu:        simulator {load['server_cpu_ms_per_page']:.3f} ms/page "
         f"({load['server_cpu_share']:.0%} of a core); client "
         f"{load['client_cpu_ms_per_page']:.3f} ms/page ({load['client_cpu_share']:.0%} of a core)",
+        f"server I/O: {load['server_read_syscall_bytes'] / load['pages'] / 1024:,.0f} KiB "
+        f"read() per page, {load['server_storage_read_bytes'] / 2**20:,.1f} MiB from storage",
+        "machine:    "
+        + ", ".join(f"{k} {v:.0%}" for k, v in load["machine_cpu_shares"].items())
+        + f" of {os.cpu_count()} cores; other processes {load['other_cpu_cores']:.2f} cores"
+        + (" (WARNING: the machine is not quiet)" if load["other_cpu_cores"] > 0.2 else ""),
         f"bottleneck: {bottleneck(load)}",
         "targets:",
     ]

@@ -73,7 +73,9 @@ class Api:
         return response.json()
 
     def advance(self, minutes: float = 0, changes: int = 0) -> dict[str, Any]:
-        response = self.client.post("/__sim__/advance", json={"minutes": minutes, "changes": changes})
+        response = self.client.post(
+            "/__sim__/advance", json={"minutes": minutes, "changes": changes}
+        )
         assert response.status_code == 200, response.text
         return response.json()
 

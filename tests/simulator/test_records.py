@@ -9,7 +9,7 @@ from datetime import datetime
 import orjson
 import pytest
 
-from ogsync.endpoints import BY_NAME, ENDPOINTS, Endpoint, FieldType
+from ogsync.endpoints import ENDPOINTS, Endpoint, FieldType
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 DATE = re.compile(r"\d{4}-\d\d-\d\d")
@@ -181,7 +181,9 @@ def test_statuses_and_money_are_consistent(truth):
     for item in truth["items"]:
         items_by_order[item["order"]].append(item)
     for order in truth["orders"]:
-        cents = sum(int(i["total_price"].replace(".", "")) for i in items_by_order[order["public_id"]])
+        cents = sum(
+            int(i["total_price"].replace(".", "")) for i in items_by_order[order["public_id"]]
+        )
         assert int(order["sub_total"].replace(".", "")) == cents
 
 

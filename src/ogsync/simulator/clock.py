@@ -13,10 +13,21 @@ class SimClock:
         self._start = time.time() if start is None else start.timestamp()
         self._real_start = time.monotonic()
         self._jumped = 0.0
-        self.frozen = frozen
+        self._frozen = frozen
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    @frozen.setter
+    def frozen(self, value: bool) -> None:
+        """Stop or restart the clock where it stands: freezing never moves it."""
+        now = self.now_float()
+        self._frozen = value
+        self._start, self._real_start, self._jumped = now, time.monotonic(), 0.0
 
     def now_float(self) -> float:
-        running = 0.0 if self.frozen else time.monotonic() - self._real_start
+        running = 0.0 if self._frozen else time.monotonic() - self._real_start
         return self._start + running + self._jumped
 
     def now(self) -> int:
