@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
+import pyarrow
 import typer
 from rich.console import Console
 
@@ -266,4 +267,7 @@ def demo(
 
 
 def main() -> None:
+    # Arrow's default allocators keep freed memory for reuse; batches come and go, so the
+    # system allocator keeps the process's footprint flat instead.
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
     app()

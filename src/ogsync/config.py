@@ -45,6 +45,7 @@ class Settings:
     requests_per_minute: int = 5000
     workers: int = 5
     batch_records: int = 5000
+    duckdb_memory_limit: str = "128MB"  # DuckDB's own cache; the sync's memory stays flat
 
     @property
     def tz(self) -> ZoneInfo:

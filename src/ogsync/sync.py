@@ -295,7 +295,9 @@ def run_sync(
 ) -> SyncResult:
     """Open the API client and the warehouse from settings and run one sync."""
     api_key = settings.require_api_key()
-    destination = open_destination(settings.destination, settings.schema)
+    destination = open_destination(
+        settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
+    )
     try:
         with OrdergrooveClient(
             settings.base_url,

@@ -5,11 +5,13 @@ from __future__ import annotations
 from ogsync.destinations.base import Destination, DestinationError
 
 
-def open_destination(url: str, schema: str) -> Destination:
+def open_destination(
+    url: str, schema: str, *, duckdb_memory_limit: str | None = None
+) -> Destination:
     if url.startswith("duckdb:"):
         from ogsync.destinations.duckdb import DuckDBDestination
 
-        return DuckDBDestination(url, schema)
+        return DuckDBDestination(url, schema, duckdb_memory_limit)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise DestinationError(
         f"unsupported destination {scheme!r}: use duckdb:///FILE (PostgreSQL is coming next)"

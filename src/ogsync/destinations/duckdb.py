@@ -57,7 +57,7 @@ def path_from_url(url: str) -> str:
 
 
 class DuckDBDestination:
-    def __init__(self, url: str, schema: str) -> None:
+    def __init__(self, url: str, schema: str, memory_limit: str | None = None) -> None:
         self.path = path_from_url(url)
         self.schema = schema
         if self.path != ":memory:":
@@ -73,6 +73,11 @@ class DuckDBDestination:
                 ) from None
             raise DestinationError(f"cannot open {self.path}: {exc}") from None
         self.conn.execute("SET TimeZone = 'UTC'")
+        if memory_limit:
+            try:
+                self.conn.execute("SET memory_limit = ?", [memory_limit])
+            except duckdb.Error:
+                raise DestinationError(f"bad DuckDB memory limit {memory_limit!r}") from None
         self._sql: dict[str, TableSql] = {}
 
     # -- schema --------------------------------------------------------------------------

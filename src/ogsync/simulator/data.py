@@ -540,6 +540,13 @@ def new_customer_household(
 
 def generate(store: Store, factory: Factory, records: int, now: int) -> int:
     """Fill the store with about `records` records across all nine endpoints."""
+    with store.transaction():
+        written = _generate(store, factory, records, now)
+    store.create_indexes()
+    return written
+
+
+def _generate(store: Store, factory: Factory, records: int, now: int) -> int:
     rng = factory.rng
     emit = Batcher(store)
     catalog = factory.catalog

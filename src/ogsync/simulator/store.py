@@ -67,6 +67,15 @@ class Store:
                 f"CREATE TABLE IF NOT EXISTS {ep.name} "
                 f"(id TEXT PRIMARY KEY, sort_ts INTEGER NOT NULL, body BLOB NOT NULL{cols})"
             )
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS deleted (endpoint TEXT, id TEXT, deleted_at INTEGER, "
+            "PRIMARY KEY (endpoint, id))"
+        )
+
+    def create_indexes(self) -> None:
+        """The paging and filter indexes; built once after the bulk load, which is faster
+        than keeping them up to date row by row while a million records go in."""
+        for ep in ENDPOINTS:
             self.conn.execute(
                 f"CREATE INDEX IF NOT EXISTS {ep.name}_sort ON {ep.name} (sort_ts, id)"
             )
@@ -75,10 +84,7 @@ class Store:
                     f"CREATE INDEX IF NOT EXISTS {ep.name}_{p} "
                     f"ON {ep.name} ({_column(p)}, sort_ts, id)"
                 )
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS deleted (endpoint TEXT, id TEXT, deleted_at INTEGER, "
-            "PRIMARY KEY (endpoint, id))"
-        )
+        self.conn.execute("ANALYZE")
 
     # -- writing -------------------------------------------------------------------------
 
