@@ -100,33 +100,95 @@ class Listener:
     def finished(self, outcome: EndpointOutcome) -> None: ...
 
 
+@dataclass
+class _Write:
+    ep: Endpoint
+    batch: pa.Table
+    commit: Commit
+    run: RunLog  # the endpoint's live run row: the loader alone counts what was committed
+    future: Future[WriteResult]
+
+
 class _Loader:
-    """The one thread that talks to the warehouse while workers fetch."""
+    """The one thread that talks to the warehouse while workers fetch.
+
+    Batches that are waiting when the loader comes round are committed together (a group
+    commit): each still lands with its own checkpoint and run-log row, in one transaction
+    instead of several. Should the group fail, each batch is retried alone, so only the
+    endpoint whose batch is at fault fails.
+    """
+
+    MAX_GROUP = 8
 
     def __init__(self, destination: Destination) -> None:
         self.destination = destination
-        self.jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self.jobs: queue.Queue[_Write | tuple[Callable[[], Any], Future[Any]] | None]
+        self.jobs = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="ogsync-loader", daemon=True)
         self.thread.start()
 
-    def submit(self, job: Callable[[], Any]) -> Future[Any]:
+    def call(self, job: Callable[[], Any]) -> Future[Any]:
         future: Future[Any] = Future()
         self.jobs.put((job, future))
         return future
 
+    def write(self, ep: Endpoint, batch: pa.Table, commit: Commit, run: RunLog) -> Future[Any]:
+        future: Future[WriteResult] = Future()
+        self.jobs.put(_Write(ep, batch, commit, run, future))
+        return future
+
     def _run(self) -> None:
-        while (item := self.jobs.get()) is not None:
-            job, future = item
-            if not future.set_running_or_notify_cancel():
+        held = None
+        while True:
+            item = held if held is not None else self.jobs.get()
+            held = None
+            if item is None:
+                return
+            if not isinstance(item, _Write):
+                job, future = item
+                _settle(future, job)
                 continue
-            try:
-                future.set_result(job())
-            except BaseException as exc:
-                future.set_exception(exc)
+            group = [item]
+            while len(group) < self.MAX_GROUP:
+                try:
+                    more = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(more, _Write):
+                    held = more  # keeps its place after the group
+                    break
+                group.append(more)
+            self._commit(group)
+
+    def _commit(self, group: list[_Write]) -> None:
+        for w in group:
+            w.commit.run.records, w.commit.run.soft_deletes = w.run.records, w.run.soft_deletes
+        try:
+            results = self.destination.write([(w.ep, w.batch, w.commit) for w in group])
+        except Exception as exc:
+            if len(group) == 1:
+                group[0].future.set_exception(exc)
+            else:
+                for w in group:
+                    self._commit([w])
+            return
+        for w, result in zip(group, results, strict=True):
+            w.run.records += result.written
+            w.run.soft_deletes += result.soft_deleted
+            w.future.set_result(result)
 
     def close(self) -> None:
         self.jobs.put(None)
         self.thread.join()
+
+
+def _settle(future: Future[Any], job: Callable[[], Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(job())
+    except BaseException as exc:
+        future.set_exception(exc)
 
 
 def new_run_id(started: datetime) -> str:
@@ -190,7 +252,7 @@ class SyncEngine:
         stats = RequestStats()
         report = TypingReport()
         try:
-            loader.submit(lambda: self.destination.log_run(replace(run))).result()
+            loader.call(lambda: self.destination.log_run(replace(run))).result()
             fetched = 0
             for number, window in enumerate(plan.windows):
                 last_window = number == len(plan.windows) - 1
@@ -207,7 +269,7 @@ class SyncEngine:
         outcome.unknown_fields = report.unknown_fields
         outcome.unparsed = dict(report.unparsed)
         try:
-            loader.submit(lambda: self.destination.log_run(replace(run))).result()
+            loader.call(lambda: self.destination.log_run(replace(run))).result()
         except Exception:
             log.exception("%s: could not write the run log", ep.name)
         self.listener.finished(outcome)
@@ -263,24 +325,11 @@ class SyncEngine:
             )
             if pending is not None:
                 pending.result()  # at most one batch waits on the warehouse
-            pending = loader.submit(self._writer(ep, batch, commit, run))
+            pending = loader.write(ep, batch, commit, run)
             self.listener.batch(ep.name, run, fetched)
         if pending is not None:
             pending.result()
         return fetched
-
-    def _writer(
-        self, ep: Endpoint, batch: pa.Table, commit: Commit, run: RunLog
-    ) -> Callable[[], WriteResult]:
-        def write() -> WriteResult:
-            # The loader owns the record counts: it alone knows what was committed.
-            commit.run.records, commit.run.soft_deletes = run.records, run.soft_deletes
-            result = self.destination.write(ep, batch, commit)
-            run.records += result.written
-            run.soft_deletes += result.soft_deleted
-            return result
-
-        return write
 
 
 class _Stopped(Exception):

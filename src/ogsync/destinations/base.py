@@ -6,7 +6,7 @@ checkpoint and run-log row in one transaction, and lets a newer version win ever
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field, fields
 from datetime import datetime
 from typing import Protocol
@@ -74,8 +74,11 @@ class Commit:
     keep_checkpoint: bool = False  # write `checkpoint` (None clears it) only when True
     watermark: datetime | None = None  # the window is done: move the watermark here
     refreshed_keys: set[str] | None = None  # a full refresh is done: soft-delete the rest
-    synced_at: datetime | None = None
     last_records: int | None = None  # the endpoint's size this run, for worker ordering
+
+
+# One batch for the warehouse: its endpoint, its rows, and what commits with them.
+BatchWrite = tuple[Endpoint, pa.Table | None, Commit]
 
 
 @dataclass
@@ -92,8 +95,8 @@ class Destination(Protocol):
 
     def load_states(self) -> Mapping[str, EndpointState]: ...
 
-    def write(self, ep: Endpoint, batch: pa.Table | None, commit: Commit) -> WriteResult:
-        """Upsert `batch` (may be None) and apply `commit`, atomically."""
+    def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
+        """Upsert each batch (may be None) and apply its commit, all in one transaction."""
 
     def log_run(self, run: RunLog) -> None:
         """Insert or update a run-log row on its own (start and failure)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from ogsync.destinations.base import (
     RUNS_TABLE,
     STATE_TABLE,
     AlreadyRunning,
+    BatchWrite,
     Commit,
     DestinationError,
     RunLog,
@@ -152,29 +153,33 @@ class DuckDBDestination:
 
     # -- writing -------------------------------------------------------------------------
 
-    def write(self, ep: Endpoint, batch: pa.Table | None, commit: Commit) -> WriteResult:
+    def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
         c = self.conn
-        result = WriteResult()
-        synced_at = commit.synced_at or datetime.now(UTC)
+        results: list[WriteResult] = []
+        synced_at = datetime.now(UTC)
         c.begin()
         try:
-            if batch is not None and batch.num_rows:
-                result.written = self._upsert(ep, batch, commit.run.run_id, synced_at)
-            if commit.refreshed_keys is not None:
-                result.soft_deleted = self._soft_delete_unseen(
-                    ep, commit.refreshed_keys, commit.run.run_id, synced_at
-                )
-            commit.run.records += result.written
-            commit.run.soft_deletes += result.soft_deleted
-            self._save_state(ep, commit, synced_at)
-            self._upsert_run(commit.run)
+            for ep, batch, commit in writes:
+                result = WriteResult()
+                if batch is not None and batch.num_rows:
+                    result.written = self._upsert(ep, batch, commit.run.run_id, synced_at)
+                if commit.refreshed_keys is not None:
+                    result.soft_deleted = self._soft_delete_unseen(
+                        ep, commit.refreshed_keys, commit.run.run_id, synced_at
+                    )
+                results.append(result)
+                commit.run.records += result.written
+                commit.run.soft_deletes += result.soft_deleted
+                self._save_state(ep, commit, synced_at)
+                self._upsert_run(commit.run)
             c.commit()
         except BaseException:
             c.rollback()
-            commit.run.records -= result.written
-            commit.run.soft_deletes -= result.soft_deleted
+            for (_, _, commit), result in zip(writes, results, strict=False):
+                commit.run.records -= result.written
+                commit.run.soft_deletes -= result.soft_deleted
             raise
-        return result
+        return results
 
     def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
         sql = self.table_sql(ep)
