@@ -45,7 +45,9 @@ class Settings:
     requests_per_minute: int = 5000
     workers: int = 5
     batch_records: int = 5000
-    duckdb_memory_limit: str = "128MB"  # DuckDB's own cache; the sync's memory stays flat
+    # DuckDB's own memory (its cache and primary-key indexes); None leaves DuckDB's default.
+    # A tight limit fails large merchants: their key indexes must fit in it.
+    duckdb_memory_limit: str | None = None
 
     @property
     def tz(self) -> ZoneInfo:

@@ -74,6 +74,9 @@ class DuckDBDestination:
                 ) from None
             raise DestinationError(f"cannot open {self.path}: {exc}") from None
         self.conn.execute("SET TimeZone = 'UTC'")
+        # Checkpoint less often while loading (the default is every 16 MB of log): each
+        # checkpoint rewrites row groups, and a million-record load took a third longer.
+        self.conn.execute("SET checkpoint_threshold = '256MB'")
         if memory_limit:
             try:
                 self.conn.execute("SET memory_limit = ?", [memory_limit])
