@@ -43,21 +43,23 @@ def peak_rss_mb(pid: int) -> float:
 
 def run_sync(env: dict[str, str], cwd: Path) -> tuple[float, float, int]:
     """(wall seconds, peak RSS in MB, exit code) of one `ogsync sync --endpoints all`."""
+    log = cwd / "sync.log"
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ogsync", "sync", "--endpoints", "all", "--log-format", "json"],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    peak = 0.0
-    while proc.poll() is None:
-        peak = max(peak, peak_rss_mb(proc.pid))
-        time.sleep(0.05)
+    with log.open("ab") as sink:  # a file, not a pipe: nobody has to drain it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ogsync", "sync", "--endpoints", "all", "--log-format", "json"],
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+        peak = 0.0
+        while proc.poll() is None:
+            peak = max(peak, peak_rss_mb(proc.pid))
+            time.sleep(0.05)
     wall = time.perf_counter() - start
     if proc.returncode:
-        sys.stderr.write(proc.stderr.read().decode()[-2000:] if proc.stderr else "")
+        sys.stderr.write(log.read_text()[-2000:])
     return wall, peak, proc.returncode
 
 
@@ -162,7 +164,8 @@ def main() -> None:
             f"  latency-bound limit {bound:.1f} s; wall/limit {wall / bound:.3f} (target <= 1.10)"
         )
     print(
-        f"incremental run with no changes: {inc_wall:.1f} s, requests {incremental}, exit {inc_code}"
+        f"incremental run with no changes: {inc_wall:.1f} s, requests {incremental}, "
+        f"exit {inc_code}"
     )
     print(f"(simulator ready in {ready:.1f} s; files in {workdir})")
 
