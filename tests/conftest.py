@@ -111,3 +111,15 @@ def api() -> Iterator[Api]:
     """A read-only simulator shared by the whole session: tests must not change its data."""
     with open_api(seed=7, records=5000, frozen_clock=True) as shared:
         yield shared
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A throwaway PostgreSQL server (`ogsync.testing.postgres.PostgresServer`) per session.
+
+    Connect with `postgres_server.url`; tests share it, so each should use its own tables.
+    """
+    from ogsync.testing.postgres import throwaway_postgres
+
+    with throwaway_postgres() as server:
+        yield server
