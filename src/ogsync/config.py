@@ -45,9 +45,9 @@ class Settings:
     requests_per_minute: int = 5000
     workers: int = 5
     batch_records: int = 5000
-    # DuckDB's own memory (its cache and primary-key indexes); None leaves DuckDB's default.
-    # A tight limit fails large merchants: their key indexes must fit in it.
-    duckdb_memory_limit: str | None = None
+    # DuckDB's own memory (its cache and primary-key indexes). When the key indexes of a
+    # large merchant outgrow it, the destination raises it rather than fail (see duckdb.py).
+    duckdb_memory_limit: str | None = "256MB"
 
     @property
     def tz(self) -> ZoneInfo:

@@ -45,9 +45,10 @@ def run_sync(
     client: OrdergrooveClient | None = None,
     listener: Listener | None = None,
     overlap: timedelta = timedelta(minutes=60),
+    memory_limit: str | None = None,
     **options: Any,
 ) -> SyncResult:
-    destination = DuckDBDestination(f"duckdb:///{db}", "ordergroove")
+    destination = DuckDBDestination(f"duckdb:///{db}", "ordergroove", memory_limit)
     own_client = client is None
     client = client or client_for(sim)
     try:

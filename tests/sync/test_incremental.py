@@ -108,6 +108,14 @@ def test_runs_across_the_fall_back_and_spring_forward_changes_lose_nothing(db):
             assert_equals_truth(sim, target)
 
 
+def test_a_duckdb_memory_limit_too_small_is_raised_not_fatal(db, caplog):
+    with simulator(records=6000, seed=12) as sim, caplog.at_level("WARNING"):
+        result = run_sync(sim, db, memory_limit="4MB")
+        assert result.exit_code == 0, [o.run.error for o in result.outcomes if not o.ok]
+        assert_equals_truth(sim, db)
+    assert any("limit raised" in r.getMessage() for r in caplog.records)
+
+
 def test_never_more_than_one_request_at_a_time_on_an_endpoint(db):
     with simulator(records=3000, seed=10, faults=_latency(15)) as sim:
         run_sync(sim, db, max_workers=5)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -27,6 +31,9 @@ from ogsync.destinations.base import (
 from ogsync.endpoints import Endpoint, FieldType
 from ogsync.plan import Checkpoint, EndpointState
 
+log = logging.getLogger("ogsync.duckdb")
+T = TypeVar("T")
+
 SQL_TYPES: dict[FieldType, str] = {
     FieldType.TEXT: "VARCHAR",
     FieldType.TIMESTAMP: "TIMESTAMPTZ",
@@ -45,6 +52,35 @@ META_TYPES = {
     "_deleted_at": "TIMESTAMPTZ",
     "_deleted_reason": "VARCHAR",
 }
+
+
+UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+
+
+def _bytes(setting: str) -> int | None:
+    """DuckDB's memory setting ("244.1 MiB") in bytes."""
+    number, _, unit = setting.strip().partition(" ")
+    try:
+        return int(float(number) * UNITS[unit.strip().lower() or "b"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _unregister(conn: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Drop a registered Arrow view; after a failed statement this fails too (the transaction
+    is aborted), and must not hide the error that matters."""
+    with contextlib.suppress(duckdb.Error):
+        conn.unregister(name)
 
 
 def path_from_url(url: str) -> str:
@@ -157,6 +193,33 @@ class DuckDBDestination:
     # -- writing -------------------------------------------------------------------------
 
     def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
+        return self._with_memory(self._write, writes)
+
+    def _with_memory(self, action: Callable[..., T], *args: Any) -> T:
+        """Run a transaction; if DuckDB runs out of memory, raise its limit and run it again.
+
+        Primary-key indexes must fit in DuckDB's memory, so a merchant larger than the limit
+        allows gets more memory rather than a failed sync; the failed attempt rolled back.
+        """
+        while True:
+            try:
+                return action(*args)
+            except duckdb.OutOfMemoryException:
+                if not self._raise_memory_limit():
+                    raise
+
+    def _raise_memory_limit(self) -> bool:
+        (current,) = self.conn.execute("SELECT current_setting('memory_limit')").fetchone()
+        now = _bytes(current)
+        ceiling = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
+        if now is None or now >= ceiling:
+            return False
+        raised = min(now * 2, ceiling) // 2**20
+        log.warning("DuckDB needed more memory: limit raised from %s to %d MiB", current, raised)
+        self.conn.execute(f"SET memory_limit = '{raised}MiB'")
+        return True
+
+    def _write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
         c = self.conn
         results: list[WriteResult] = []
         synced_at = datetime.now(UTC)
@@ -202,7 +265,7 @@ class DuckDBDestination:
         try:
             (count,) = self.conn.execute(statement, [synced_at, run_id]).fetchone() or (0,)
         finally:
-            self.conn.unregister("ogsync_batch")
+            _unregister(self.conn, "ogsync_batch")
         return int(count)
 
     def _soft_delete_unseen(
@@ -219,7 +282,7 @@ class DuckDBDestination:
                 [synced_at],
             ).fetchall()
         finally:
-            self.conn.unregister("ogsync_seen")
+            _unregister(self.conn, "ogsync_seen")
         if gone:
             self.conn.executemany(
                 f"INSERT INTO {quote(self.schema)}.{DELETIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
@@ -271,7 +334,7 @@ class DuckDBDestination:
         )
 
     def log_run(self, run: RunLog) -> None:
-        self._upsert_run(run)
+        self._with_memory(self._upsert_run, run)
 
     def close(self) -> None:
         self.conn.close()
