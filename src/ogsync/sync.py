@@ -42,6 +42,7 @@ from ogsync.plan import (
     plan_run,
     window_params,
 )
+from ogsync.prefetch import Prefetch
 from ogsync.records import MissingKey, TypingReport, type_records
 
 log = logging.getLogger("ogsync.sync")
@@ -298,7 +299,7 @@ class SyncEngine:
         buffer: list[Any] = []
         fetched = 0
         pages = self.client.pages(ep.path, params, stats, window.resume_url)
-        for records, next_url in pages:
+        for records, next_url in Prefetch(pages, name=f"ogsync-{ep.name}"):
             buffer.extend(records)
             fetched += len(records)
             done = next_url is None
