@@ -12,7 +12,11 @@ def open_destination(
         from ogsync.destinations.duckdb import DuckDBDestination
 
         return DuckDBDestination(url, schema, duckdb_memory_limit)
+    if url.startswith(("postgresql://", "postgres://")):
+        from ogsync.destinations.postgres import PostgresDestination
+
+        return PostgresDestination(url, schema)
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise DestinationError(
-        f"unsupported destination {scheme!r}: use duckdb:///FILE (PostgreSQL is coming next)"
+        f"unsupported destination {scheme!r}: use duckdb:///FILE or postgresql://USER:PASSWORD@HOST:PORT/DB"
     )

@@ -1,0 +1,270 @@
+"""The warehouse logic every SQL destination shares: schema, newer-wins upserts, soft deletes,
+checkpoints and the run log, each batch in one transaction.
+
+A dialect supplies its types and parameter style; a destination supplies a connection, and a
+way to put an Arrow batch in front of the database as a relation (`stage`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+
+from ogsync.destinations.base import (
+    DELETIONS_TABLE,
+    META_COLUMNS,
+    RUN_COLUMNS,
+    RUNS_TABLE,
+    STATE_TABLE,
+    BatchWrite,
+    Commit,
+    RunLog,
+    TableSql,
+    WriteResult,
+    quote,
+)
+from ogsync.endpoints import Endpoint, FieldType
+from ogsync.plan import Checkpoint, EndpointState
+
+
+@dataclass(frozen=True)
+class Dialect:
+    types: Mapping[FieldType, str]
+    json: str  # the JSON type: _raw and the JSON fields
+    param: str = "?"
+
+    def column_type(self, kind: FieldType) -> str:
+        return self.types[kind]
+
+    @property
+    def meta_types(self) -> dict[str, str]:
+        return {
+            "_raw": self.json,
+            "_updated_latest": "TIMESTAMPTZ",
+            "_synced_at": "TIMESTAMPTZ",
+            "_run_id": "VARCHAR",
+            "_deleted_at": "TIMESTAMPTZ",
+            "_deleted_reason": "VARCHAR",
+        }
+
+
+class SqlDestination(ABC):
+    dialect: Dialect
+    schema: str
+
+    # -- what each database provides -----------------------------------------------------
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Run one statement (placeholders `?`); return its rows, if any."""
+
+    @abstractmethod
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Commit on success, roll back on any error."""
+
+    @abstractmethod
+    def stage(self, name: str, table: pa.Table) -> AbstractContextManager[str]:
+        """Make `table` queryable as a relation for the duration; yields its name."""
+
+    # -- shared ----------------------------------------------------------------------------
+
+    def q(self, sql: str) -> str:
+        return sql if self.dialect.param == "?" else sql.replace("?", self.dialect.param)
+
+    def table_sql(self, ep: Endpoint) -> TableSql:
+        return TableSql(ep, self.schema)
+
+    @property
+    def s(self) -> str:
+        return quote(self.schema)
+
+    def prepare(self, endpoints: Iterable[Endpoint]) -> None:
+        with self.transaction():
+            self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.s}")
+            for ep in endpoints:
+                self._create_table(ep)
+            self.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.s}.{STATE_TABLE} (endpoint VARCHAR PRIMARY KEY, "
+                "watermark TIMESTAMPTZ, checkpoint_start TIMESTAMPTZ, checkpoint_end TIMESTAMPTZ, "
+                "checkpoint_url VARCHAR, checkpoint_watermark TIMESTAMPTZ, last_records BIGINT, "
+                "updated_at TIMESTAMPTZ)"
+            )
+            self.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.s}.{RUNS_TABLE} (run_id VARCHAR, "
+                "endpoint VARCHAR, kind VARCHAR, started_at TIMESTAMPTZ, "
+                "window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, pages BIGINT, "
+                "requests BIGINT, retries BIGINT, rate_limit_waits BIGINT, records BIGINT, "
+                "soft_deletes BIGINT, warnings BIGINT, status VARCHAR, error VARCHAR, "
+                "finished_at TIMESTAMPTZ, PRIMARY KEY (run_id, endpoint))"
+            )
+            self.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.s}.{DELETIONS_TABLE} (endpoint VARCHAR, "
+                "record_id VARCHAR, deleted_at TIMESTAMPTZ, reason VARCHAR, source VARCHAR, "
+                "recorded_at TIMESTAMPTZ)"
+            )
+
+    def _columns(self, ep: Endpoint) -> list[tuple[str, str]]:
+        fields = [(f.column, self.dialect.column_type(f.type)) for f in ep.fields]
+        return fields + list(self.dialect.meta_types.items())
+
+    def _create_table(self, ep: Endpoint) -> None:
+        sql = self.table_sql(ep)
+        columns = ", ".join(f"{quote(name)} {kind}" for name, kind in self._columns(ep))
+        self.execute(
+            f"CREATE TABLE IF NOT EXISTS {sql.table} ({columns}, PRIMARY KEY ({quote(sql.key)}))"
+        )
+        existing = {
+            row[0]
+            for row in self.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
+                [self.schema, ep.name],
+            )
+        }
+        for name, kind in self._columns(ep):  # fields added to the table since it was made
+            if name not in existing:
+                self.execute(f"ALTER TABLE {sql.table} ADD COLUMN {quote(name)} {kind}")
+        self.execute(
+            f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + '_live')} AS "
+            f"SELECT * FROM {sql.table} WHERE _deleted_at IS NULL"
+        )
+
+    def load_states(self) -> Mapping[str, EndpointState]:
+        rows = self.execute(
+            "SELECT endpoint, watermark, checkpoint_start, checkpoint_end, checkpoint_url, "
+            f"checkpoint_watermark, last_records FROM {self.s}.{STATE_TABLE}"
+        )
+        states = {}
+        for endpoint, watermark, cp_start, cp_end, cp_url, cp_mark, last_records in rows:
+            checkpoint = Checkpoint(cp_start, cp_end, cp_url, cp_mark) if cp_url else None
+            states[endpoint] = EndpointState(watermark, checkpoint, last_records or 0)
+        return states
+
+    def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        synced_at = datetime.now(UTC)
+        try:
+            with self.transaction():
+                for ep, batch, commit in writes:
+                    result = WriteResult()
+                    if batch is not None and batch.num_rows:
+                        result.written = self._upsert(ep, batch, commit.run.run_id, synced_at)
+                    if commit.refreshed_keys is not None:
+                        result.soft_deleted = self._soft_delete_unseen(
+                            ep, commit.refreshed_keys, commit.run.run_id, synced_at
+                        )
+                    results.append(result)
+                    commit.run.records += result.written
+                    commit.run.soft_deletes += result.soft_deleted
+                    self._save_state(ep, commit, synced_at)
+                    self._upsert_run(commit.run)
+        except BaseException:
+            for (_, _, commit), result in zip(writes, results, strict=False):
+                commit.run.records -= result.written
+                commit.run.soft_deletes -= result.soft_deleted
+            raise
+        return results
+
+    def upsert_statement(self, ep: Endpoint, staged: str) -> str:
+        sql = self.table_sql(ep)
+        json_types = (FieldType.JSON, FieldType.JSON_TEXT)
+        selected = [
+            f"CAST({quote(f.column)} AS {self.dialect.json})"
+            if f.type in json_types
+            else quote(f.column)
+            for f in ep.fields
+        ]
+        names = [quote(c) for c in sql.columns] + list(META_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in names)
+        key = quote(sql.key)
+        return (
+            f"INSERT INTO {sql.table} AS cur ({', '.join(names)}) "
+            f"SELECT {', '.join(selected)}, CAST(_raw AS {self.dialect.json}), _updated_latest, "
+            f"CAST(? AS TIMESTAMPTZ), ?, NULL, NULL FROM ("
+            f"SELECT DISTINCT ON ({key}) * FROM {staged} ORDER BY {key}, {sql.dedupe_order()}"
+            f") AS newest "
+            f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {sql.newer_wins()}"
+        )
+
+    def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
+        with self.stage(f"ogsync_batch_{ep.name}", batch) as staged:
+            return self.upserted(self.upsert_statement(ep, staged), [synced_at, run_id])
+
+    def upserted(self, statement: str, params: Sequence[Any]) -> int:
+        """Run an upsert and return how many rows it wrote."""
+        rows = self.execute(statement, params)
+        return int(rows[0][0]) if rows else 0
+
+    def _soft_delete_unseen(
+        self, ep: Endpoint, seen: set[str], run_id: str, synced_at: datetime
+    ) -> int:
+        sql = self.table_sql(ep)
+        key = quote(sql.key)
+        keys = pa.table({"key": pa.array(sorted(seen), pa.string())})
+        with self.stage(f"ogsync_seen_{ep.name}", keys) as staged:
+            gone = self.execute(
+                f"UPDATE {sql.table} SET _deleted_at = ?, _deleted_reason = 'full_refresh' "
+                f"WHERE _deleted_at IS NULL AND {key} NOT IN (SELECT key FROM {staged}) "
+                f"RETURNING {key}",
+                [synced_at],
+            )
+        if gone:
+            self.executemany(
+                f"INSERT INTO {self.s}.{DELETIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+                [(ep.name, k, synced_at, "full_refresh", run_id, synced_at) for (k,) in gone],
+            )
+        return len(gone)
+
+    def _save_state(self, ep: Endpoint, commit: Commit, now: datetime) -> None:
+        table = f"{self.s}.{STATE_TABLE}"
+        self.execute(
+            f"INSERT INTO {table} (endpoint, updated_at) VALUES (?, ?) "
+            "ON CONFLICT (endpoint) DO UPDATE SET updated_at = excluded.updated_at",
+            [ep.name, now],
+        )
+        if commit.keep_checkpoint:
+            cp = commit.checkpoint
+            self.execute(
+                f"UPDATE {table} SET checkpoint_start = ?, checkpoint_end = ?, "
+                "checkpoint_url = ?, checkpoint_watermark = ? WHERE endpoint = ?",
+                [
+                    cp.window_start if cp else None,
+                    cp.window_end if cp else None,
+                    cp.next_url if cp else None,
+                    cp.watermark_after if cp else None,
+                    ep.name,
+                ],
+            )
+        if commit.watermark is not None:  # a watermark never moves backwards
+            self.execute(
+                f"UPDATE {table} SET watermark = greatest(coalesce(watermark, ?), ?) "
+                "WHERE endpoint = ?",
+                [commit.watermark, commit.watermark, ep.name],
+            )
+        if commit.last_records is not None:
+            self.execute(
+                f"UPDATE {table} SET last_records = ? WHERE endpoint = ?",
+                [commit.last_records, ep.name],
+            )
+
+    def _upsert_run(self, run: RunLog) -> None:
+        updates = ", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS[2:])
+        self.execute(
+            f"INSERT INTO {self.s}.{RUNS_TABLE} ({', '.join(RUN_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
+            f"ON CONFLICT (run_id, endpoint) DO UPDATE SET {updates}",
+            list(run.values()),
+        )
+
+    def log_run(self, run: RunLog) -> None:
+        with self.transaction():
+            self._upsert_run(run)
