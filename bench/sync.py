@@ -24,9 +24,11 @@ from pathlib import Path
 
 import duckdb
 import httpx
+import psycopg
 
 from ogsync.endpoints import ENDPOINTS
 from ogsync.simulator.server import simulator_process
+from ogsync.testing.postgres import throwaway_postgres
 
 WORKERS = 5
 
@@ -77,7 +79,11 @@ def main() -> None:
     )
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--destination", default=None, help="default: a fresh DuckDB file")
+    parser.add_argument(
+        "--destination",
+        default=None,
+        help="a warehouse URL; 'postgresql' starts a throwaway server; default a fresh DuckDB file",
+    )
     parser.add_argument(
         "--requests-per-minute",
         type=int,
@@ -86,9 +92,29 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-
     workdir = Path(tempfile.mkdtemp(prefix="ogsync-bench-"))
-    destination = args.destination or f"duckdb:///{workdir / 'bench.duckdb'}"
+    if args.destination == "postgresql":
+        with throwaway_postgres() as server:
+            bench(args, workdir, server.url)
+    else:
+        bench(args, workdir, args.destination or f"duckdb:///{workdir / 'bench.duckdb'}")
+
+
+def first_runs(destination: str) -> list[tuple[str, int, int]]:
+    """(endpoint, records, pages) of each endpoint's first run."""
+    sql = (
+        "SELECT endpoint, records, pages FROM ordergroove._ogsync_runs r "
+        "WHERE started_at = (SELECT min(started_at) FROM ordergroove._ogsync_runs "
+        "WHERE endpoint = r.endpoint)"
+    )
+    if destination.startswith("duckdb:///"):
+        with duckdb.connect(destination.removeprefix("duckdb:///"), read_only=True) as conn:
+            return conn.execute(sql).fetchall()
+    with psycopg.connect(destination) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
     (workdir / "ogsync.toml").write_text(
         f"requests_per_minute = {args.requests_per_minute}\nbatch_records = 5000\n"
     )
@@ -125,17 +151,10 @@ def main() -> None:
 
     records = pages = 0
     per_endpoint: dict[str, int] = {}
-    if destination.startswith("duckdb:///"):
-        with duckdb.connect(destination.removeprefix("duckdb:///"), read_only=True) as conn:
-            rows = conn.execute(
-                "SELECT endpoint, records, pages FROM ordergroove._ogsync_runs r "
-                "WHERE started_at = (SELECT min(started_at) FROM ordergroove._ogsync_runs "
-                "WHERE endpoint = r.endpoint)"
-            ).fetchall()
-        for endpoint, count, endpoint_pages in rows:
-            records += count
-            pages += endpoint_pages
-            per_endpoint[endpoint] = endpoint_pages
+    for endpoint, count, endpoint_pages in first_runs(destination):
+        records += count
+        pages += endpoint_pages
+        per_endpoint[endpoint] = endpoint_pages
     incremental = {
         ep.name: after.get(ep.name, 0) - before.get(ep.name, 0)
         for ep in ENDPOINTS
@@ -162,8 +181,12 @@ def main() -> None:
     if args.json:
         print(json.dumps(summary))
         return
+    print(f"destination {destination.split('://')[0]}")
     print(f"full sync of {records:,} records ({pages:,} pages, {summary['requests']:,} requests)")
-    print(f"  wall {wall:.1f} s -> {summary['records_per_s']:,} records/s   (target >= 25,000)")
+    print(
+        f"  wall {wall:.1f} s -> {summary['records_per_s']:,} records/s   "
+        "(targets: DuckDB >= 25,000, PostgreSQL >= 15,000)"
+    )
     print(f"  peak RSS of the sync {peak:.0f} MB   (target < 300 MB)   exit {code}")
     if bound:
         print(
