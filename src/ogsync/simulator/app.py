@@ -29,7 +29,7 @@ from ogsync.simulator.changes import Changer
 from ogsync.simulator.clock import SimClock
 from ogsync.simulator.deliver import WebhookDeliverer
 from ogsync.simulator.faults import FaultDice, Faults, RateLimiter
-from ogsync.simulator.store import Store
+from ogsync.simulator.store import Row, Store
 
 log = logging.getLogger("ogsync.simulator")
 
@@ -220,9 +220,18 @@ def cursor_page(sim: Simulator, request: Request, ep: Endpoint, params, where, a
     if rows and has_previous:
         first = rows[0]
         prev_url = page_url(request, params, cursor=encode_cursor(first.sort_ts, first.id, True))
+    return page_body(next_url, prev_url, rows)
+
+
+def page_body(
+    next_url: str | None, prev_url: str | None, rows: list[Row], count: int | None = None
+):
+    """The page's JSON, assembled from the stored record bodies without parsing them."""
+    head = b'{"count":' + str(count).encode() + b"," if count is not None else b"{"
     return b"".join(
         [
-            b'{"next":',
+            head,
+            b'"next":',
             orjson.dumps(next_url),
             b',"previous":',
             orjson.dumps(prev_url),
@@ -247,19 +256,7 @@ def number_page(sim: Simulator, request: Request, ep: Endpoint, params, where, a
     rows = sim.store.page(ep, where, args, offset=(number - 1) * size, limit=size)
     next_url = page_url(request, params, page=number + 1) if number < last_page else None
     prev_url = page_url(request, params, page=number - 1) if number > 1 else None
-    return b"".join(
-        [
-            b'{"count":',
-            str(count).encode(),
-            b',"next":',
-            orjson.dumps(next_url),
-            b',"previous":',
-            orjson.dumps(prev_url),
-            b',"results":[',
-            b",".join(r.body for r in rows),
-            b"]}",
-        ]
-    )
+    return page_body(next_url, prev_url, rows, count)
 
 
 # -- responses that go wrong on purpose ----------------------------------------------------
