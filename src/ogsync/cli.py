@@ -129,6 +129,51 @@ def simulator_serve(
     serve(config, host, port)
 
 
+webhooks_app = typer.Typer(no_args_is_help=True, help="Receive Ordergroove webhooks.")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("serve")
+def webhooks_serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8766, help="Port to listen on."),
+    inbox: Path | None = typer.Option(
+        None,
+        help="SQLite inbox file (OGSYNC_WEBHOOK_INBOX). Default: the warehouse when it is "
+        "PostgreSQL, else ogsync-inbox.sqlite.",
+    ),
+    max_age_seconds: int | None = typer.Option(
+        None, min=1, help="Refuse signatures whose ts is older than this (default: off)."
+    ),
+    event_types: str = typer.Option(
+        "order.delete,item.remove",
+        help="Comma-separated event types to apply; others are stored and ignored.",
+    ),
+    destination: str | None = typer.Option(None, help="Warehouse URL (OGSYNC_DESTINATION)."),
+    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
+    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+) -> None:
+    """Receive signed webhooks at /webhooks/ordergroove into a durable inbox (key from
+    OGSYNC_WEBHOOK_SECRET; during a rotation, both keys separated by a comma)."""
+    from ogsync.webhooks.inbox import open_inbox
+    from ogsync.webhooks.receiver import serve_webhooks
+
+    settings = _settings(destination=destination, schema=schema, config=config)
+    secrets = [s.strip() for s in (settings.webhook_secret or "").split(",") if s.strip()]
+    if not secrets:
+        raise fail("no webhook secret: set OGSYNC_WEBHOOK_SECRET (the verification key)")
+    configure_logging("text")
+    try:
+        opened = open_inbox(settings, inbox)
+    except Exception as exc:
+        raise fail(f"cannot open the webhook inbox: {exc}") from None
+    types = {t.strip() for t in event_types.split(",") if t.strip()}
+    err.print(f"ogsync webhooks: listening on http://{host}:{port}/webhooks/ordergroove")
+    serve_webhooks(
+        opened, secrets, host, port, max_age_seconds=max_age_seconds, accepted_types=types
+    )
+
+
 LogFormat = Annotated[
     str, typer.Option("--log-format", help="text, or json for one JSON object per event.")
 ]

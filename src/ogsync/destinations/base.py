@@ -27,6 +27,7 @@ META_COLUMNS = (
 RUNS_TABLE = "_ogsync_runs"
 STATE_TABLE = "_ogsync_state"
 DELETIONS_TABLE = "_ogsync_deletions"
+EVENTS_TABLE = "events"
 
 
 class DestinationError(Exception):
@@ -87,6 +88,24 @@ class WriteResult:
     soft_deleted: int = 0
 
 
+class WebhookEvent(Protocol):
+    """A stored webhook event, as the inbox hands it over."""
+
+    event_id: str
+    type: str
+    created: int | None  # unix seconds, from the envelope
+    object_type: str | None
+    object_id: str | None
+    payload: str  # the body as received
+
+
+@dataclass
+class ApplyResult:
+    stored: int = 0  # events new to the warehouse's `events` table
+    deletions: int = 0  # tombstones recorded in `_ogsync_deletions`
+    soft_deleted: int = 0  # rows soft-deleted by them now (others wait for their rows)
+
+
 class Destination(Protocol):
     """The small surface the sync engine needs; DuckDB and PostgreSQL implement it."""
 
@@ -100,6 +119,9 @@ class Destination(Protocol):
 
     def log_run(self, run: RunLog) -> None:
         """Insert or update a run-log row on its own (start and failure)."""
+
+    def apply_events(self, events: Sequence[WebhookEvent]) -> ApplyResult:
+        """Store webhook events and soft-delete what their deletions cover, atomically."""
 
     def close(self) -> None: ...
 
@@ -134,8 +156,10 @@ class TableSql:
 
         Update times compare as intervals [update column, _updated_latest], which differ only
         for wall times the API's zone repeats. A live row takes any version that may be as new
-        as it; a soft-deleted row comes back only with a version that is surely newer. Where
-        either side has no readable update time, the version fetched last wins.
+        as it; where either side has no readable update time, the version fetched last wins.
+        A soft-deleted row comes back only with a version surely newer than the stored one,
+        and, when a webhook deleted it, updated after the deletion: a copy fetched before the
+        deletion and loaded after it stays deleted.
         """
         upd = self.update_column
         if upd is None:
@@ -143,9 +167,13 @@ class TableSql:
         new, old = f'{incoming}."{upd}"', f'{current}."{upd}"'
         new_latest, old_latest = f"{incoming}._updated_latest", f"{current}._updated_latest"
         unknown = f"{new} IS NULL OR {old} IS NULL"
+        after_webhook = (
+            f"({current}._deleted_reason NOT LIKE 'webhook:%' OR {new} > {current}._deleted_at)"
+        )
         return (
             f"(({current}._deleted_at IS NULL AND ({unknown} OR {new_latest} >= {old})) "
-            f"OR ({current}._deleted_at IS NOT NULL AND ({unknown} OR {new} > {old_latest})))"
+            f"OR ({current}._deleted_at IS NOT NULL AND ({unknown} OR {new} > {old_latest}) "
+            f"AND {after_webhook}))"
         )
 
     @staticmethod

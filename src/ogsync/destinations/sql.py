@@ -16,16 +16,20 @@ from typing import Any
 
 import pyarrow as pa
 
+from ogsync.deletions import DELETABLE, DELETION_EVENTS
 from ogsync.destinations.base import (
     DELETIONS_TABLE,
+    EVENTS_TABLE,
     META_COLUMNS,
     RUN_COLUMNS,
     RUNS_TABLE,
     STATE_TABLE,
+    ApplyResult,
     BatchWrite,
     Commit,
     RunLog,
     TableSql,
+    WebhookEvent,
     WriteResult,
     quote,
 )
@@ -78,7 +82,10 @@ class SqlDestination(ABC):
     # -- shared ----------------------------------------------------------------------------
 
     def q(self, sql: str) -> str:
-        return sql if self.dialect.param == "?" else sql.replace("?", self.dialect.param)
+        """Our `?` placeholders in the dialect's style (`%s` escapes literal `%` first)."""
+        if self.dialect.param == "?":
+            return sql
+        return sql.replace("%", "%%").replace("?", self.dialect.param)
 
     def table_sql(self, ep: Endpoint) -> TableSql:
         return TableSql(ep, self.schema)
@@ -110,6 +117,12 @@ class SqlDestination(ABC):
                 f"CREATE TABLE IF NOT EXISTS {self.s}.{DELETIONS_TABLE} (endpoint VARCHAR, "
                 "record_id VARCHAR, deleted_at TIMESTAMPTZ, reason VARCHAR, source VARCHAR, "
                 "recorded_at TIMESTAMPTZ)"
+            )
+            self.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.s}.{EVENTS_TABLE} "
+                "(event_id VARCHAR PRIMARY KEY, type VARCHAR, created TIMESTAMPTZ, "
+                f"object_type VARCHAR, object_id VARCHAR, payload {self.dialect.json}, "
+                "stored_at TIMESTAMPTZ)"
             )
 
     def _columns(self, ep: Endpoint) -> list[tuple[str, str]]:
@@ -197,7 +210,92 @@ class SqlDestination(ABC):
 
     def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
         with self.stage(f"ogsync_batch_{ep.name}", batch) as staged:
-            return self.upserted(self.upsert_statement(ep, staged), [synced_at, run_id])
+            written = self.upserted(self.upsert_statement(ep, staged), [synced_at, run_id])
+            if ep in DELETABLE:  # deletions that arrived before these records did
+                key = quote(ep.column_key)
+                self._apply_tombstones(ep, f"{key} IN (SELECT {key} FROM {staged})")
+            return written
+
+    def _apply_tombstones(self, ep: Endpoint, where: str, params: Sequence[Any] = ()) -> int:
+        """Soft-delete rows of `ep` (matching `where`) that a recorded deletion covers.
+
+        A row whose version is newer than the deletion stays live. Deletions of a parent
+        (an order) cover its children (its items) through the cascade's linking column.
+        """
+        sql = self.table_sql(ep)
+        upd = quote(sql.update_column) if sql.update_column else "NULL"
+        links = [(ep, quote(ep.column_key))]
+        links += [
+            (event.endpoint, quote(column))
+            for event in DELETION_EVENTS.values()
+            if event.cascade and event.cascade[0] == ep
+            for column in [event.cascade[1]]
+        ]
+        done = 0
+        for source, column in links:
+            done += len(
+                self.execute(
+                    f"UPDATE {sql.table} AS cur SET _deleted_at = d.deleted_at, "
+                    f"_deleted_reason = d.reason FROM (SELECT record_id, max(deleted_at) AS "
+                    f"deleted_at, max(reason) AS reason FROM {self.s}.{DELETIONS_TABLE} "
+                    f"WHERE endpoint = ? AND reason LIKE 'webhook:%' GROUP BY record_id) AS d "
+                    f"WHERE cur.{column} = d.record_id AND cur._deleted_at IS NULL "
+                    f"AND (cur.{upd} IS NULL OR cur.{upd} <= d.deleted_at) AND ({where}) "
+                    f"RETURNING cur.{quote(ep.column_key)}",
+                    [source.name, *params],
+                )
+            )
+        return done
+
+    def apply_events(self, events: Sequence[WebhookEvent]) -> ApplyResult:
+        """Store webhook events and apply the deletions among them, in one transaction.
+
+        Idempotent: an event already stored is not stored again, and a deletion already
+        recorded is not recorded twice; applying tombstones again changes nothing.
+        """
+        result = ApplyResult()
+        if not events:
+            return result
+        now = datetime.now(UTC)
+        table = pa.table(
+            {
+                "event_id": pa.array([e.event_id for e in events], pa.string()),
+                "type": pa.array([e.type for e in events], pa.string()),
+                "created": pa.array(
+                    [datetime.fromtimestamp(e.created, UTC) if e.created else None for e in events],
+                    pa.timestamp("us", tz="UTC"),
+                ),
+                "object_type": pa.array([_text(e.object_type) for e in events], pa.string()),
+                "object_id": pa.array([_text(e.object_id) for e in events], pa.string()),
+                "payload": pa.array([e.payload for e in events], pa.string()),
+            }
+        )
+        with self.transaction(), self.stage("ogsync_events", table) as staged:
+            result.stored = len(
+                self.execute(
+                    f"INSERT INTO {self.s}.{EVENTS_TABLE} SELECT DISTINCT ON (event_id) "
+                    f"event_id, type, created, object_type, object_id, "
+                    f"CAST(payload AS {self.dialect.json}), CAST(? AS TIMESTAMPTZ) FROM {staged} "
+                    f"WHERE event_id NOT IN (SELECT event_id FROM {self.s}.{EVENTS_TABLE}) "
+                    f"RETURNING event_id",
+                    [now],
+                )
+            )
+            for event in DELETION_EVENTS.values():
+                result.deletions += len(
+                    self.execute(
+                        f"INSERT INTO {self.s}.{DELETIONS_TABLE} SELECT DISTINCT ON (event_id) "
+                        f"?, object_id, created, ?, event_id, CAST(? AS TIMESTAMPTZ) "
+                        f"FROM {staged} WHERE type = ? AND object_id IS NOT NULL "
+                        f"AND event_id NOT IN (SELECT source FROM {self.s}.{DELETIONS_TABLE} "
+                        "WHERE reason = ?) "
+                        f"RETURNING record_id",
+                        [event.endpoint.name, event.reason, now, event.event_type, event.reason],
+                    )
+                )
+            for ep in DELETABLE:
+                result.soft_deleted += self._apply_tombstones(ep, "TRUE")
+        return result
 
     def upserted(self, statement: str, params: Sequence[Any]) -> int:
         """Run an upsert and return how many rows it wrote."""
@@ -268,3 +366,7 @@ class SqlDestination(ABC):
     def log_run(self, run: RunLog) -> None:
         with self.transaction():
             self._upsert_run(run)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -101,12 +101,13 @@ class Changer:
 
     def webhook_object(self, kind: str, record: Record) -> Record:
         """A record as webhooks carry it: unix-integer times, extra_data as an object."""
-        obj: Record = {"type": kind}
+        obj: Record = {}
         for name, value in record.items():
             if name.startswith("_") or name == "order_status":
                 continue
             field = name in ("created", "updated", "cancelled", "last_updated")
             obj[name] = self.unix(value) if field else value
+        obj["type"] = kind  # the object's kind, as webhooks name it (orders also have a `type`)
         if kind == "order":
             obj["status_display"] = ORDER_STATUS_DISPLAY.get(record["status"], "Other")
             obj["place"] = (record.get("place") or "")[:10] or None

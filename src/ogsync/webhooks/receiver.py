@@ -1,0 +1,337 @@
+"""The webhook receiver: verify, store durably, then answer.
+
+`POST /webhooks/ordergroove` answers 2xx only once the event is committed to the inbox, so an
+event the sender saw accepted survives a crash right after; anything else is a non-2xx and the
+sender delivers it again (duplicates are stored once). `GET /healthz` and `GET /metrics`
+(Prometheus text) go with it.
+
+Statuses: 200 stored (or already stored); 401 missing, malformed, wrong or (when a maximum age
+is set) stale signature; 413 body over 1 MiB; 400 a signed body that is not a JSON object with
+an `id` and a `type`; 503 the inbox could not commit in time (the sender retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ogsync.webhooks.inbox import Inbox, InboxEvent, InvalidEvent, NotJSON
+from ogsync.webhooks.signature import HEADER, SignatureError, parse, verify
+
+log = logging.getLogger("ogsync.webhooks.receiver")
+
+PATH = "/webhooks/ordergroove"
+MAX_BODY = 1024 * 1024  # 1 MiB
+DEFAULT_TYPES = frozenset({"order.delete", "item.remove"})
+# Well inside the sender's 5-second timeout: past this, answer 503 and let it retry.
+COMMIT_TIMEOUT_SECONDS = 3.0
+REASONS = (
+    "missing_signature",
+    "malformed_signature",
+    "bad_signature",
+    "stale_signature",
+    "too_large",
+    "not_json",
+    "invalid_event",
+    "disconnected",
+    "inbox_error",
+)
+
+
+class ReceiverMetrics:
+    """The receiver's counters, in a registry of their own (one per app)."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        prefix = "ogsync_webhook"
+        self.received = Counter(
+            f"{prefix}_events_received", "POSTs to the webhook path", registry=self.registry
+        )
+        self.rejected = Counter(
+            f"{prefix}_events_rejected",
+            "Requests refused, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REASONS:
+            self.rejected.labels(reason)
+        self.stored = Counter(
+            f"{prefix}_events_stored", "New events committed to the inbox", registry=self.registry
+        )
+        self.duplicates = Counter(
+            f"{prefix}_events_duplicate",
+            "Events already in the inbox (answered 2xx, not stored again)",
+            registry=self.registry,
+        )
+        self.ignored = Counter(
+            f"{prefix}_events_ignored",
+            "Stored events of a type nothing applies (stored as already applied)",
+            registry=self.registry,
+        )
+        # Incremented by whatever applies the inbox's events (see `hook_applied`).
+        self.applied = Counter(
+            f"{prefix}_events_applied", "Inbox events applied", registry=self.registry
+        )
+        self.backlog = Gauge(
+            f"{prefix}_inbox_backlog", "Inbox events not applied yet", registry=self.registry
+        )
+        self.backlog.set_function(lambda: _backlog(inbox))
+        self.commits = Gauge(
+            f"{prefix}_inbox_commits",
+            "Transactions the inbox writer committed (each may hold many events)",
+            registry=self.registry,
+        )
+        self.commits.set_function(lambda: float(getattr(inbox, "commits", 0)))
+        self.latency = Histogram(
+            f"{prefix}_request_seconds",
+            "Time to answer a webhook POST",
+            buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )
+
+    def hook_applied(self, count: int) -> None:
+        self.applied.inc(count)
+
+
+def _backlog(inbox: Inbox) -> float:
+    try:
+        return float(inbox.backlog())
+    except Exception as exc:
+        log.warning("inbox backlog unavailable: %s", exc)
+        return float("nan")
+
+
+@dataclass
+class _Refusal(Exception):
+    status: int
+    reason: str
+    detail: str
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, reading no more than `limit` + 1 bytes: more is a 413 refusal."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise _Refusal(400, "invalid_event", "bad Content-Length")
+        if int(declared) > limit:
+            raise _Refusal(413, "too_large", f"body over {limit} bytes")
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise _Refusal(413, "too_large", f"body over {limit} bytes")
+    except ClientDisconnect:
+        raise _Refusal(400, "disconnected", "client went away mid-body") from None
+    return bytes(body)
+
+
+def build_receiver(
+    inbox: Inbox,
+    secrets: list[str],
+    max_age_seconds: int | None = None,
+    accepted_types: set[str] | frozenset[str] | None = None,
+    *,
+    max_body: int = MAX_BODY,
+    commit_timeout: float = COMMIT_TIMEOUT_SECONDS,
+) -> Starlette:
+    """The ASGI app. `accepted_types` are the event types to apply (default: the deletions);
+    events of other types are stored too, marked applied on arrival so nothing acts on them."""
+    keys = [s for s in secrets if s]
+    if not keys:
+        raise ValueError("the receiver needs at least one webhook secret")
+    if max_age_seconds is not None and max_age_seconds <= 0:
+        raise ValueError("max_age_seconds must be above 0")
+    types = DEFAULT_TYPES if accepted_types is None else frozenset(accepted_types)
+    metrics = ReceiverMetrics(inbox)
+    submit = getattr(inbox, "submit", None)
+
+    async def store(event: InboxEvent) -> bool:
+        if submit is not None:  # a group-commit inbox: wait on its future, not on a thread
+            future = asyncio.wrap_future(submit(event))
+        else:
+            future = asyncio.ensure_future(run_in_threadpool(inbox.put, event))
+        return await asyncio.wait_for(future, commit_timeout)
+
+    def refuse(refusal: _Refusal, request: Request, event_id: str | None = None) -> Response:
+        metrics.rejected.labels(refusal.reason).inc()
+        client = request.client.host if request.client else "?"
+        extra = f" event={event_id}" if event_id else ""
+        log.warning(
+            "webhook refused: %d %s (%s) from %s%s",
+            refusal.status,
+            refusal.reason,
+            refusal.detail,
+            client,
+            extra,
+        )
+        return JSONResponse({"error": refusal.reason, "detail": refusal.detail}, refusal.status)
+
+    async def receive(request: Request) -> Response:
+        started = time.perf_counter()
+        metrics.received.inc()
+        try:
+            return await _receive(request)
+        except _Refusal as refusal:
+            return refuse(refusal, request)
+        finally:
+            metrics.latency.observe(time.perf_counter() - started)
+
+    async def _receive(request: Request) -> Response:
+        body = await _read_body(request, max_body)
+        headers = request.headers.getlist(HEADER)
+        if not headers or not any(h.strip() for h in headers):
+            raise _Refusal(401, "missing_signature", f"no {HEADER} header")
+        header = ",".join(headers)
+        try:
+            parse(header)
+        except SignatureError as exc:
+            raise _Refusal(401, "malformed_signature", str(exc)) from None
+        try:
+            timestamp = verify(header, body, keys)
+        except SignatureError:
+            raise _Refusal(401, "bad_signature", "signature does not match the body") from None
+        if max_age_seconds is not None and abs(time.time() - timestamp) > max_age_seconds:
+            raise _Refusal(401, "stale_signature", f"ts is more than {max_age_seconds}s off")
+        try:
+            event = InboxEvent.from_body(body)
+        except (InvalidEvent, UnicodeDecodeError) as exc:
+            not_json = isinstance(exc, NotJSON | UnicodeDecodeError)
+            reason = "not_json" if not_json else "invalid_event"
+            raise _Refusal(400, reason, str(exc)) from None
+        ignored = event.type not in types
+        if ignored:
+            event = _as_applied(event)
+        try:
+            fresh = await store(event)
+        except Exception as exc:
+            detail = "inbox commit timed out" if isinstance(exc, TimeoutError) else str(exc)
+            log.error("webhook %s not stored: %s", event.event_id, detail or type(exc).__name__)
+            metrics.rejected.labels("inbox_error").inc()
+            return JSONResponse({"error": "inbox_error"}, 503, headers={"Retry-After": "5"})
+        if fresh:
+            metrics.stored.inc()
+            if ignored:
+                metrics.ignored.inc()
+        else:
+            metrics.duplicates.inc()
+        status = "stored" if fresh else "duplicate"
+        return JSONResponse({"status": status, "id": event.event_id})
+
+    async def healthz(request: Request) -> Response:
+        healthy = getattr(inbox, "healthy", lambda: True)()
+        return JSONResponse({"status": "ok" if healthy else "inbox down"}, 200 if healthy else 503)
+
+    async def scrape(request: Request) -> Response:
+        text = await run_in_threadpool(generate_latest, metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+    app = Starlette(
+        routes=[
+            Route(PATH, receive, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", scrape, methods=["GET"]),
+        ]
+    )
+    app.state.inbox = inbox
+    app.state.metrics = metrics
+    return app
+
+
+def _as_applied(event: InboxEvent) -> InboxEvent:
+    return InboxEvent(**{**event.__dict__, "applied_at": event.received_at})
+
+
+def uvicorn_config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="off",
+        timeout_keep_alive=30,
+        **kwargs,
+    )
+
+
+def serve_webhooks(
+    inbox: Inbox,
+    secrets: list[str],
+    host: str = "127.0.0.1",
+    port: int = 8766,
+    *,
+    max_age_seconds: int | None = None,
+    accepted_types: Iterable[str] | None = None,
+) -> None:
+    """Serve the receiver under uvicorn until interrupted; close the inbox afterwards."""
+    app = build_receiver(
+        inbox,
+        secrets,
+        max_age_seconds,
+        set(accepted_types) if accepted_types is not None else None,
+    )
+    try:
+        uvicorn.Server(uvicorn_config(app, host, port)).run()
+    finally:
+        inbox.close()
+
+
+@dataclass
+class RunningReceiver:
+    url: str  # base URL; the webhook path is `url + PATH`
+    app: Starlette
+    server: uvicorn.Server
+
+    @property
+    def webhook_url(self) -> str:
+        return self.url + PATH
+
+
+@contextmanager
+def receiver_in_thread(
+    inbox: Inbox,
+    secrets: list[str],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    **kwargs: Any,
+) -> Iterator[RunningReceiver]:
+    """The receiver serving from a thread of this process (for tests); the inbox stays open."""
+    app = build_receiver(inbox, secrets, **kwargs)
+    server = uvicorn.Server(uvicorn_config(app, host, port))
+    thread = threading.Thread(target=server.run, name="ogsync-receiver", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the webhook receiver did not start")
+            time.sleep(0.01)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        yield RunningReceiver(f"http://{host}:{bound}", app, server)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
