@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -226,6 +227,16 @@ class OrdergrooveClient:
                 raise ApiError(f"{_where(url)}: the API returned the same cursor twice")
             seen.add(next_url)
             url, query = next_url, None
+
+    def retrieve(self, path: str, record_id: str, stats: RequestStats) -> dict[str, Any] | None:
+        """One record by its id (`/orders/<id>/`), or None when the API no longer has it."""
+        try:
+            body, _ = self.get(self.url(f"{path}{quote(record_id, safe='')}/"), None, stats)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return body
 
     def server_time(self, stats: RequestStats) -> datetime:
         """Check the key and read the API's clock: one `/customers/?page_size=1` call.

@@ -32,7 +32,8 @@ from ogsync.client import (
 from ogsync.config import Settings
 from ogsync.destinations import open_destination
 from ogsync.destinations.base import Commit, Destination, RunLog, WriteResult
-from ogsync.endpoints import Endpoint
+from ogsync.destinations.sql import SqlDestination
+from ogsync.endpoints import ENDPOINTS, Endpoint
 from ogsync.plan import (
     DEFAULT_OVERLAP,
     Checkpoint,
@@ -43,6 +44,7 @@ from ogsync.plan import (
     window_params,
 )
 from ogsync.prefetch import Prefetch
+from ogsync.reconcile import ReconcileResult, reconcile
 from ogsync.records import MissingKey, TypingReport, type_records
 
 log = logging.getLogger("ogsync.sync")
@@ -61,6 +63,7 @@ class SyncOptions:
     overlap: timedelta = DEFAULT_OVERLAP
     max_workers: int = 5
     batch_records: int = 5000
+    reconcile: bool = False  # after the endpoints, catch deletions whose webhooks were lost
 
 
 @dataclass
@@ -83,12 +86,15 @@ class SyncResult:
     run_id: str
     run_started_at: datetime
     outcomes: list[EndpointOutcome]
+    reconciled: ReconcileResult | None = None
 
     @property
     def exit_code(self) -> int:
         if any(o.auth_failure for o in self.outcomes):
             return EXIT_AUTH
-        return EXIT_OK if all(o.ok for o in self.outcomes) else EXIT_ENDPOINT_FAILED
+        reconciled = self.reconciled.runs if self.reconciled else []
+        ok = all(o.ok for o in self.outcomes) and all(r.status == "success" for r in reconciled)
+        return EXIT_OK if ok else EXIT_ENDPOINT_FAILED
 
 
 class Listener:
@@ -215,7 +221,7 @@ class SyncEngine:
 
     def run(self) -> SyncResult:
         """Sync every chosen endpoint; raises AuthError if the key is refused up front."""
-        self.destination.prepare(self.options.endpoints)
+        self.destination.prepare(ENDPOINTS)  # every table exists, synced or not yet
         run_started_at = self.client.server_time(RequestStats())
         run_id = new_run_id(run_started_at)
         plans = plan_run(
@@ -236,7 +242,10 @@ class SyncEngine:
                 outcomes = [f.result() for f in futures]
         finally:
             loader.close()
-        return SyncResult(run_id, run_started_at, outcomes)
+        result = SyncResult(run_id, run_started_at, outcomes)
+        if self.options.reconcile and isinstance(self.destination, SqlDestination):
+            result.reconciled = reconcile(self.client, self.destination, run_id)
+        return result
 
     def _endpoint(self, plan: EndpointPlan, run_id: str, loader: _Loader) -> EndpointOutcome:
         ep = plan.endpoint

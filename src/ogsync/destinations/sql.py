@@ -322,6 +322,32 @@ class SqlDestination(ABC):
             )
         return len(gone)
 
+    def soft_delete(self, ep: Endpoint, keys: Sequence[str], reason: str, source: str) -> int:
+        """Soft-delete these rows of `ep` (live ones only), with their tombstones."""
+        if not keys:
+            return 0
+        now = datetime.now(UTC)
+        sql = self.table_sql(ep)
+        key = quote(sql.key)
+        with (
+            self.transaction(),
+            self.stage(
+                f"ogsync_gone_{ep.name}", pa.table({"key": pa.array(list(keys), pa.string())})
+            ) as staged,
+        ):
+            gone = self.execute(
+                f"UPDATE {sql.table} SET _deleted_at = ?, _deleted_reason = ? "
+                f"WHERE _deleted_at IS NULL AND {key} IN (SELECT key FROM {staged}) "
+                f"RETURNING {key}",
+                [now, reason],
+            )
+            if gone:
+                self.executemany(
+                    f"INSERT INTO {self.s}.{DELETIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+                    [(ep.name, k, now, reason, source, now) for (k,) in gone],
+                )
+        return len(gone)
+
     def _save_state(self, ep: Endpoint, commit: Commit, now: datetime) -> None:
         table = f"{self.s}.{STATE_TABLE}"
         self.execute(

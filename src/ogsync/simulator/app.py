@@ -7,7 +7,7 @@ import base64
 import binascii
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -288,24 +288,30 @@ def http_date(sim: Simulator) -> str:
     return format_datetime(sim.clock.now_datetime().replace(microsecond=0), usegmt=True)
 
 
-def list_endpoint(ep: Endpoint):
+Body = Callable[[Simulator, Request, Endpoint, str], bytes]
+
+
+def endpoint_handler(ep: Endpoint, body: Body, name: str):
+    """A handler that counts the request, passes it through the faults and auth, and answers
+    with `body(sim, request, ep, key)` (which may raise BadRequest)."""
+
     async def handler(request: Request) -> Response:
         sim: Simulator = request.app.state.sim
         sim.stats.enter(ep.name)
         status = 500
         try:
-            response = await _list(sim, request, ep)
+            response = await _serve(sim, request, ep, body)
             status = response.status_code
             response.headers["date"] = http_date(sim)
             return response
         finally:
             sim.stats.leave(ep.name, status)
 
-    handler.__name__ = f"list_{ep.name}"
+    handler.__name__ = f"{name}_{ep.name}"
     return handler
 
 
-async def _list(sim: Simulator, request: Request, ep: Endpoint) -> Response:
+async def _serve(sim: Simulator, request: Request, ep: Endpoint, body_for: Body) -> Response:
     delay = sim.dice.latency_seconds()
     if delay:
         await asyncio.sleep(delay)
@@ -326,15 +332,8 @@ async def _list(sim: Simulator, request: Request, ep: Endpoint) -> Response:
         if refusal == "423":
             return json_response({"detail": "Resource is locked by another request."}, 423)
         return json_response({"detail": "Server error."}, sim.dice.server_error())
-    params = dict(request.query_params)
     try:
-        scoped = "customer" in params and "customer" in ep.equality_filters
-        if key == sim.limited_key and not scoped:
-            raise BadRequest(403, {"detail": "Authentication Failed"})
-        where, args = build_filters(sim, ep, params)
-        cursor_mode = request.headers.get("x-og-api-version") == "2"
-        render = cursor_page if cursor_mode else number_page
-        body = render(sim, request, ep, params, where, args)
+        body = body_for(sim, request, ep, key or "")
     except BadRequest as exc:
         return json_response(exc.payload, exc.status)
     spoiler = sim.dice.spoiler(ep.name)
@@ -344,6 +343,25 @@ async def _list(sim: Simulator, request: Request, ep: Endpoint) -> Response:
             return DroppedResponse(body, media_type="application/json")
         return Response(body[: len(body) // 2], media_type="application/json")
     return Response(body, media_type="application/json")
+
+
+def list_body(sim: Simulator, request: Request, ep: Endpoint, key: str) -> bytes:
+    params = dict(request.query_params)
+    scoped = "customer" in params and "customer" in ep.equality_filters
+    if key == sim.limited_key and not scoped:
+        raise BadRequest(403, {"detail": "Authentication Failed"})
+    where, args = build_filters(sim, ep, params)
+    cursor_mode = request.headers.get("x-og-api-version") == "2"
+    render = cursor_page if cursor_mode else number_page
+    return render(sim, request, ep, params, where, args)
+
+
+def retrieve_body(sim: Simulator, request: Request, ep: Endpoint, key: str) -> bytes:
+    """GET /<endpoint>/<id>/: one record, or 404 once it is gone."""
+    found = sim.store.body(ep, request.path_params["record_id"])
+    if found is None:
+        raise BadRequest(404, {"detail": "Not found."})
+    return found
 
 
 def _endpoint_or_404(request: Request) -> Endpoint:
@@ -457,7 +475,17 @@ async def webhooks(request: Request) -> Response:
 
 
 def build_app(sim: Simulator) -> Starlette:
-    routes = [Route(ep.path, list_endpoint(ep), methods=["GET"]) for ep in ENDPOINTS]
+    routes = [
+        Route(ep.path, endpoint_handler(ep, list_body, "list"), methods=["GET"]) for ep in ENDPOINTS
+    ]
+    routes += [
+        Route(
+            ep.path + "{record_id}/",
+            endpoint_handler(ep, retrieve_body, "retrieve"),
+            methods=["GET"],
+        )
+        for ep in ENDPOINTS
+    ]
     routes += [
         Route("/__sim__/truth/{endpoint}", truth, methods=["GET"]),
         Route("/__sim__/deleted/{endpoint}", deleted, methods=["GET"]),

@@ -124,6 +124,10 @@ class Store:
         ).fetchone()
         return _decode(ep, row) if row else None
 
+    def body(self, ep: Endpoint, record_id: str) -> bytes | None:
+        row = self.conn.execute(f"SELECT body FROM {ep.name} WHERE id = ?", (record_id,)).fetchone()
+        return row[0] if row else None
+
     def find(self, ep: Endpoint, **conditions: Any) -> list[dict[str, Any]]:
         """Records whose filter columns match, e.g. `find(ORDERS, customer=c, status=1)`."""
         where = " AND ".join(f"{_column(p)} = ?" for p in conditions) or "1"

@@ -1,0 +1,82 @@
+"""Reconciliation: catch deletions whose webhooks never arrived.
+
+Only unsent orders (status 1) and their items are ever hard-deleted. So the API's list of
+unsent orders and items, compared with the warehouse's, names every candidate; each is then
+asked for by id, and only the ones the API answers 404 for are soft-deleted
+(`_deleted_reason = 'reconcile'`). An order placed between the two lists is found, not lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ogsync.client import OrdergrooveClient, RequestStats
+from ogsync.destinations.base import RunLog, quote
+from ogsync.destinations.sql import SqlDestination
+from ogsync.endpoints import BY_NAME, Endpoint
+
+log = logging.getLogger("ogsync.reconcile")
+
+ORDERS = BY_NAME["orders"]
+ITEMS = BY_NAME["items"]
+UNSENT = "1"  # order status code: unsent, the only orders Ordergroove deletes
+
+
+@dataclass
+class ReconcileResult:
+    runs: list[RunLog] = field(default_factory=list)
+
+    @property
+    def soft_deleted(self) -> int:
+        return sum(r.soft_deletes for r in self.runs)
+
+
+def _warehouse_unsent(destination: SqlDestination, ep: Endpoint) -> set[str]:
+    s = quote(destination.schema)
+    if ep == ORDERS:
+        sql = f"SELECT public_id FROM {s}.orders WHERE _deleted_at IS NULL AND status = {UNSENT}"
+    else:
+        order = quote(ITEMS.field_named("order").column)
+        sql = (
+            f"SELECT i.public_id FROM {s}.items AS i JOIN {s}.orders AS o "
+            f"ON i.{order} = o.public_id WHERE i._deleted_at IS NULL AND o._deleted_at IS NULL "
+            f"AND o.status = {UNSENT}"
+        )
+    return {row[0] for row in destination.execute(sql)}
+
+
+def reconcile(
+    client: OrdergrooveClient, destination: SqlDestination, run_id: str
+) -> ReconcileResult:
+    result = ReconcileResult()
+    for ep in (ORDERS, ITEMS):
+        run = RunLog(
+            run_id=run_id, endpoint=ep.name, kind="reconcile", started_at=datetime.now(UTC)
+        )
+        stats = RequestStats()
+        try:
+            listed: set[str] = set()
+            for records, _ in client.pages(ep.path, {"status": UNSENT}, stats):
+                listed.update(str(r.get(ep.key)) for r in records if isinstance(r, dict))
+            missing = _warehouse_unsent(destination, ep) - listed
+            gone = [rid for rid in sorted(missing) if client.retrieve(ep.path, rid, stats) is None]
+            run.soft_deletes = destination.soft_delete(ep, gone, "reconcile", run_id)
+            run.status = "success"
+            log.info(
+                "reconcile %s: %d unsent in the API, %d missing from it, %d confirmed gone",
+                ep.name,
+                len(listed),
+                len(missing),
+                len(gone),
+            )
+        except Exception as exc:
+            run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.error("reconcile %s failed: %s", ep.name, run.error)
+        run.pages, run.requests, run.retries = stats.pages, stats.requests, stats.retries
+        run.rate_limit_waits = stats.rate_limit_waits
+        run.finished_at = datetime.now(UTC)
+        destination.log_run(run)
+        result.runs.append(run)
+    return result
