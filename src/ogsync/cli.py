@@ -215,6 +215,9 @@ def sync(
     since: str | None = typer.Option(None, help="Test window start; leaves the watermark alone."),
     until: str | None = typer.Option(None, help="Test window end (default: now)."),
     full_refresh: bool = typer.Option(False, help="Fetch everything, ignoring the watermark."),
+    reconcile: bool = typer.Option(
+        False, help="Afterwards, soft-delete unsent orders and items the API no longer has."
+    ),
     destination: str | None = typer.Option(None, help="duckdb:///FILE (OGSYNC_DESTINATION)."),
     schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
     env: str | None = typer.Option(None, help="production or staging."),
@@ -244,6 +247,7 @@ def sync(
         overlap=settings.overlap,
         max_workers=min(settings.workers, 5),
         batch_records=settings.batch_records,
+        reconcile=reconcile,
     )
     console = Console(stderr=True)
     listener = _listener(console, log_format)
@@ -271,6 +275,25 @@ def _run(settings: Settings, options: SyncOptions, listener: LogListener, consol
     if console.is_terminal:
         console.print(summary_table(result))
     return result.exit_code
+
+
+@app.command("reconcile")
+def reconcile_command(
+    destination: str | None = typer.Option(None, help="duckdb:///FILE or postgresql://..."),
+    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
+    env: str | None = typer.Option(None, help="production or staging."),
+    base_url: str | None = typer.Option(None, help="API base URL (OGSYNC_BASE_URL)."),
+    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    log_format: LogFormat = "text",
+) -> None:
+    """Catch deletions whose webhooks never arrived: unsent orders and items the API lost."""
+    settings = _settings(
+        destination=destination, schema=schema, env=env, base_url=base_url, config=config
+    )
+    options = SyncOptions(endpoints=(), overlap=settings.overlap, reconcile=True)
+    console = Console(stderr=True)
+    listener = _listener(console, log_format)
+    raise typer.Exit(_run(settings, options, listener, console))
 
 
 @app.command()

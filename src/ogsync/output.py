@@ -191,12 +191,13 @@ def summary_table(result: SyncResult) -> Table:
         table.add_column(
             column, justify="left" if column in ("endpoint", "mode", "status") else "right"
         )
-    for o in sorted(result.outcomes, key=lambda o: o.endpoint):
-        run = o.run
-        status = "[green]ok[/]" if o.ok else f"[red]{run.status}[/]"
+    runs = [(o.mode, o.run) for o in sorted(result.outcomes, key=lambda o: o.endpoint)]
+    runs += [("reconcile", run) for run in (result.reconciled.runs if result.reconciled else [])]
+    for mode, run in runs:
+        status = "[green]ok[/]" if run.status == "success" else f"[red]{run.status}[/]"
         table.add_row(
-            o.endpoint,
-            o.mode,
+            run.endpoint,
+            mode,
             status,
             f"{run.records:,}",
             str(run.pages),

@@ -41,8 +41,7 @@ def _warehouse_unsent(destination: SqlDestination, ep: Endpoint) -> set[str]:
         order = quote(ITEMS.field_named("order").column)
         sql = (
             f"SELECT i.public_id FROM {s}.items AS i JOIN {s}.orders AS o "
-            f"ON i.{order} = o.public_id WHERE i._deleted_at IS NULL AND o._deleted_at IS NULL "
-            f"AND o.status = {UNSENT}"
+            f"ON i.{order} = o.public_id WHERE i._deleted_at IS NULL AND o.status = {UNSENT}"
         )
     return {row[0] for row in destination.execute(sql)}
 
