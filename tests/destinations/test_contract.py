@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -439,7 +440,7 @@ def test_sigkill_between_upsert_and_commit_leaves_nothing(wh):
     # The batch did run inside the doomed transaction...
     assert done.stdout.split() == ["inside", "6", "https://api.example/orders/?cursor=killed"]
     # ...and none of it is visible after reopening.
-    dest = reopen(wh)
+    reopen(wh)
     assert wh.count("_ogsync_runs", "run_id = 'run-killed'") == 0
     assert_baseline(wh)
     # The warehouse is usable again.
@@ -450,8 +451,6 @@ def test_sigkill_between_upsert_and_commit_leaves_nothing(wh):
 
 def reopen(wh: Any, seconds: float = 10) -> Destination:
     """Open again; PostgreSQL may take a moment to notice the dead session and its lock."""
-    import time
-
     deadline = time.monotonic() + seconds
     while True:
         try:

@@ -11,13 +11,15 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from psycopg.conninfo import conninfo_to_dict
 
 from ogsync.destinations.base import (
     AlreadyRunning,
@@ -29,6 +31,7 @@ from ogsync.destinations.base import (
 )
 from ogsync.destinations.sql import Dialect, SqlDestination
 from ogsync.endpoints import Endpoint, FieldType
+from ogsync.plan import EndpointState
 
 log = logging.getLogger("ogsync.postgres")
 T = TypeVar("T")
@@ -50,15 +53,31 @@ POSTGRES = Dialect(
 RECONNECTS = 3
 
 
+def _password(url: str) -> str:
+    """The password however the URL carries it (user info or `?password=`), or ""."""
+    try:
+        return conninfo_to_dict(url).get("password") or ""
+    except psycopg.Error:
+        return urlsplit(url).password or ""
+
+
 def masked(url: str) -> str:
-    """The URL with its password replaced, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    """The URL with its password replaced, for messages; an unreadable URL is hidden whole."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return f"{url.split(':', 1)[0]}://***"
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}{port}"
+    query = urlencode(
+        [(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, True)],
+        safe="*",
+    )
+    shown = urlunsplit(parts._replace(netloc=netloc, query=query))
+    secret = _password(url)
+    return shown.replace(secret, "***") if secret else shown
 
 
 def _staging_type(kind: pa.DataType) -> str:
@@ -75,13 +94,24 @@ def _staging_type(kind: pa.DataType) -> str:
     return "TEXT"
 
 
+def _without_nul(table: pa.Table) -> pa.Table:
+    """PostgreSQL text and JSONB cannot hold U+0000: it becomes U+FFFD, in text and in JSON
+    escapes alike, rather than fail the whole batch. (DuckDB keeps it as received.)"""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_string(field.type):
+            column = pc.replace_substring(table.column(i), "\x00", "\ufffd")
+            column = pc.replace_substring(column, "\\u0000", "\\ufffd")
+            table = table.set_column(i, field, column)
+    return table
+
+
 class PostgresDestination(SqlDestination):
     dialect = POSTGRES
 
     def __init__(self, url: str, schema: str) -> None:
         self.url = url
         self.schema = schema
-        self._password = urlsplit(url).password or ""
+        self._password = _password(url)
         self.conn = self._connect()
 
     # -- connection and lock -------------------------------------------------------------
@@ -109,20 +139,23 @@ class PostgresDestination(SqlDestination):
         return conn
 
     def _reconnecting(self, action: Callable[[], T]) -> T:
+        problem = ""
         for attempt in range(1, RECONNECTS + 1):
             try:
                 return action()
-            except psycopg.OperationalError as exc:
+            except (psycopg.OperationalError, DestinationError) as exc:
+                if isinstance(exc, AlreadyRunning):
+                    raise
+                problem = self._safe(exc)
                 if attempt == RECONNECTS:
-                    raise DestinationError(
-                        f"lost the connection to {masked(self.url)}: {self._safe(exc)}"
-                    ) from None
-                log.warning("lost the connection to PostgreSQL (%s); reconnecting", self._safe(exc))
+                    break
+                log.warning("lost the connection to PostgreSQL (%s); reconnecting", problem)
                 with contextlib.suppress(psycopg.Error):
                     self.conn.close()
                 time.sleep(0.2 * attempt)
-                self.conn = self._connect()
-        raise AssertionError("unreachable")
+                with contextlib.suppress(DestinationError):  # the next attempt says if it failed
+                    self.conn = self._connect()
+        raise DestinationError(f"lost the connection to {masked(self.url)}: {problem}")
 
     # -- what SqlDestination needs -------------------------------------------------------
 
@@ -148,7 +181,7 @@ class PostgresDestination(SqlDestination):
         columns = ", ".join(f"{quote(f.name)} {_staging_type(f.type)}" for f in table.schema)
         self.conn.execute(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
         buffer = io.BytesIO()
-        pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
+        pacsv.write_csv(_without_nul(table), buffer, pacsv.WriteOptions(include_header=False))
         with (
             self.conn.cursor() as cursor,
             cursor.copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy,
@@ -168,6 +201,9 @@ class PostgresDestination(SqlDestination):
 
     def prepare(self, endpoints: Iterable[Endpoint]) -> None:
         self._reconnecting(lambda: SqlDestination.prepare(self, endpoints))
+
+    def load_states(self) -> Mapping[str, EndpointState]:
+        return self._reconnecting(lambda: SqlDestination.load_states(self))
 
     def close(self) -> None:
         with contextlib.suppress(psycopg.Error):

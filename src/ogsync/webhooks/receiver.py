@@ -16,8 +16,8 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,9 +156,12 @@ def build_receiver(
     *,
     max_body: int = MAX_BODY,
     commit_timeout: float = COMMIT_TIMEOUT_SECONDS,
+    close_inbox: bool = False,
 ) -> Starlette:
     """The ASGI app. `accepted_types` are the event types to apply (default: the deletions);
-    events of other types are stored too, marked applied on arrival so nothing acts on them."""
+    events of other types are stored too, marked applied on arrival so nothing acts on them.
+    With `close_inbox`, the server's shutdown (lifespan) closes the inbox after the last
+    request has been answered."""
     keys = [s for s in secrets if s]
     if not keys:
         raise ValueError("the receiver needs at least one webhook secret")
@@ -248,12 +251,19 @@ def build_receiver(
         text = await run_in_threadpool(generate_latest, metrics.registry)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if close_inbox:
+            await run_in_threadpool(inbox.close)
+
     app = Starlette(
+        lifespan=lifespan,
         routes=[
             Route(PATH, receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", scrape, methods=["GET"]),
-        ]
+        ],
     )
     app.state.inbox = inbox
     app.state.metrics = metrics
@@ -272,7 +282,7 @@ def uvicorn_config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Con
         log_level="warning",
         access_log=False,
         server_header=False,
-        lifespan="off",
+        lifespan="on",
         timeout_keep_alive=30,
         **kwargs,
     )
@@ -293,6 +303,7 @@ def serve_webhooks(
         secrets,
         max_age_seconds,
         set(accepted_types) if accepted_types is not None else None,
+        close_inbox=True,
     )
     try:
         uvicorn.Server(uvicorn_config(app, host, port)).run()
