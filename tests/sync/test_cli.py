@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sync_support import assert_equals_truth, query, stats
 
-from conftest import assert_equals_truth, query, stats
 from ogsync.endpoints import BY_NAME
 from ogsync.simulator.server import simulator_process
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
+from sync_support import advance, deleted_ids, query, rows, run_sync, simulator, truth
 
-from conftest import advance, deleted_ids, query, rows, run_sync, simulator, truth
 from ogsync.destinations.duckdb import DuckDBDestination
 from ogsync.endpoints import BY_NAME
 

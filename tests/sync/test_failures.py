@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import httpx
 import orjson
+from sync_support import advance, assert_equals_truth, client_for, query, rows, run_sync
+from sync_support import simulator as running_simulator
 
-from conftest import advance, assert_equals_truth, client_for, query, rows, run_sync
-from conftest import simulator as running_simulator
 from ogsync.client import RetryPolicy
 from ogsync.endpoints import BY_NAME
 from ogsync.output import LogListener

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from conftest import (
+from sync_support import (
     advance,
     assert_equals_truth,
     deleted_ids,
@@ -15,6 +15,7 @@ from conftest import (
     stats,
     truth,
 )
+
 from ogsync.endpoints import BY_NAME, ENDPOINTS
 
 
