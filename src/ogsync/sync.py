@@ -46,6 +46,8 @@ from ogsync.plan import (
 from ogsync.prefetch import Prefetch
 from ogsync.reconcile import ReconcileResult, reconcile
 from ogsync.records import MissingKey, TypingReport, type_records
+from ogsync.webhooks.apply import apply_inbox, inbox_for_sync
+from ogsync.webhooks.inbox import Inbox
 
 log = logging.getLogger("ogsync.sync")
 
@@ -211,7 +213,9 @@ class SyncEngine:
         options: SyncOptions,
         listener: Listener | None = None,
         stop: threading.Event | None = None,
+        inbox: Inbox | None = None,
     ) -> None:
+        self.inbox = inbox
         self.client = client
         self.destination = destination
         self.tz = api_tz
@@ -222,6 +226,8 @@ class SyncEngine:
     def run(self) -> SyncResult:
         """Sync every chosen endpoint; raises AuthError if the key is refused up front."""
         self.destination.prepare(ENDPOINTS)  # every table exists, synced or not yet
+        if self.inbox is not None:  # deletions the webhooks announced since the last run
+            apply_inbox(self.inbox, self.destination)
         run_started_at = self.client.server_time(RequestStats())
         run_id = new_run_id(run_started_at)
         plans = plan_run(
@@ -357,6 +363,7 @@ def run_sync(
     destination = open_destination(
         settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
     )
+    inbox = inbox_for_sync(settings)
     try:
         with OrdergrooveClient(
             settings.base_url,
@@ -365,7 +372,9 @@ def run_sync(
             retry=RetryPolicy(max_attempts=settings.max_attempts),
             budget=RateBudget(settings.requests_per_minute),
         ) as client:
-            engine = SyncEngine(client, destination, settings.tz, options, listener, stop)
+            engine = SyncEngine(client, destination, settings.tz, options, listener, stop, inbox)
             return engine.run()
     finally:
         destination.close()
+        if inbox is not None:
+            inbox.close()

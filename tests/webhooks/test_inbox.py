@@ -178,17 +178,21 @@ def test_postgres_inbox_table_lives_in_the_schema(postgres_inbox, postgres_serve
 
     postgres_inbox.put(ev("item.remove", order="o-7", public_id="i-7"))
     with psycopg.connect(postgres_server.url) as conn:
+        table = f'"{postgres_inbox.schema}"._ogsync_inbox'
         row = conn.execute(
-            f'SELECT type, object_type, object_id, order_id, applied_at FROM "{postgres_inbox.schema}"'
-            "._ogsync_inbox"
+            f"SELECT type, object_type, object_id, order_id, applied_at FROM {table}"
         ).fetchone()
     assert row == ("item.remove", "item", "i-7", "o-7", None)
 
 
 def test_postgres_inbox_reconnects_after_losing_its_connection(postgres_inbox, postgres_server):
+    import psycopg
+
     assert postgres_inbox.put(ev())
-    postgres_server.terminate_backends()
-    with pytest.raises(Exception):  # noqa: B017 - the commit in flight fails: the sender retries
+    pid = postgres_inbox._call(lambda conn: conn.info.backend_pid)
+    with psycopg.connect(postgres_server.admin_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
+    with pytest.raises(psycopg.OperationalError):  # the write in flight fails: the sender retries
         postgres_inbox.put(ev())
     assert postgres_inbox.put(ev()) is True
     assert postgres_inbox.backlog() == 2

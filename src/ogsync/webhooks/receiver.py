@@ -158,8 +158,8 @@ def build_receiver(
     commit_timeout: float = COMMIT_TIMEOUT_SECONDS,
     close_inbox: bool = False,
 ) -> Starlette:
-    """The ASGI app. `accepted_types` are the event types to apply (default: the deletions);
-    events of other types are stored too, marked applied on arrival so nothing acts on them.
+    """The ASGI app. `accepted_types` are the event types that act on the warehouse (default:
+    the deletions); events of other types are stored too, and reach its `events` table.
     With `close_inbox`, the server's shutdown (lifespan) closes the inbox after the last
     request has been answered."""
     keys = [s for s in secrets if s]
@@ -224,9 +224,8 @@ def build_receiver(
             not_json = isinstance(exc, NotJSON | UnicodeDecodeError)
             reason = "not_json" if not_json else "invalid_event"
             raise _Refusal(400, reason, str(exc)) from None
+        # Every event goes to the warehouse's `events` table; only these types act on rows.
         ignored = event.type not in types
-        if ignored:
-            event = _as_applied(event)
         try:
             fresh = await store(event)
         except Exception as exc:
@@ -268,10 +267,6 @@ def build_receiver(
     app.state.inbox = inbox
     app.state.metrics = metrics
     return app
-
-
-def _as_applied(event: InboxEvent) -> InboxEvent:
-    return InboxEvent(**{**event.__dict__, "applied_at": event.received_at})
 
 
 def uvicorn_config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Config:
