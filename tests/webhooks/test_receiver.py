@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from webhook_support import (
     status_of,
 )
 
+from ogsync.webhooks.inbox import InboxEvent
 from ogsync.webhooks.receiver import MAX_BODY, build_receiver
 from ogsync.webhooks.signature import HEADER, digest, sign
 
@@ -311,6 +313,52 @@ def test_other_event_types_are_stored_and_reach_the_warehouse_but_count_as_ignor
         body = body_of(event("order.success"))
         assert receiver.post(body, signed(body)).status_code == 200
         assert metrics(receiver)[("ogsync_webhook_events_ignored_total", ())] == 0
+
+
+class _FailingInbox:
+    """An inbox whose writes fail or hang: the receiver must answer 503, never 2xx."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.release = threading.Event()
+
+    def submit(self, event: InboxEvent) -> Future[bool]:
+        future: Future[bool] = Future()
+        if self.mode == "error":
+            future.set_exception(OSError("disk full"))
+        return future  # "hang": never resolves
+
+    def put(self, event: InboxEvent) -> bool:
+        raise OSError("disk full")
+
+    def backlog(self) -> int:
+        raise OSError("disk full")
+
+    def pending(self, limit: int = 1000) -> list[InboxEvent]:
+        return []
+
+    def mark_applied(self, ids: Any) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", ["error", "hang"])
+def test_inbox_failure_is_503_so_the_sender_retries(make_receiver, mode):
+    inbox = _FailingInbox(mode)
+    with make_receiver(inbox=inbox, commit_timeout=0.3) as receiver:
+        body = body_of(event())
+        started = time.monotonic()
+        response = receiver.post(body, signed(body))
+        assert response.status_code == 503
+        assert time.monotonic() - started < 3
+        counts = metrics(receiver)  # the backlog is NaN, not a failed scrape
+        assert counts[("ogsync_webhook_events_rejected_total", (("reason", "inbox_error"),))] == 1
+        assert (
+            counts[("ogsync_webhook_inbox_backlog", ())]
+            != counts[("ogsync_webhook_inbox_backlog", ())]
+        )
 
 
 def test_inbox_without_submit_is_written_from_a_thread(make_receiver, sqlite_inbox):
