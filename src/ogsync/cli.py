@@ -174,6 +174,46 @@ def webhooks_serve(
     )
 
 
+@webhooks_app.command("apply")
+def webhooks_apply(
+    inbox: Path | None = typer.Option(None, help="SQLite inbox file (OGSYNC_WEBHOOK_INBOX)."),
+    destination: str | None = typer.Option(None, help="Warehouse URL (OGSYNC_DESTINATION)."),
+    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
+    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+) -> None:
+    """Apply the inbox now: store every event, soft-delete what the deletions name."""
+    from ogsync.destinations import open_destination
+    from ogsync.endpoints import ENDPOINTS
+    from ogsync.webhooks.apply import apply_inbox
+    from ogsync.webhooks.inbox import open_inbox
+
+    settings = _settings(destination=destination, schema=schema, config=config)
+    configure_logging("text")
+    try:
+        warehouse = open_destination(
+            settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
+        )
+    except AlreadyRunning as exc:
+        raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
+    except DestinationError as exc:
+        raise fail(str(exc)) from None
+    try:
+        opened = open_inbox(settings, inbox)
+    except Exception as exc:
+        warehouse.close()
+        raise fail(f"cannot open the webhook inbox: {exc}") from None
+    try:
+        warehouse.prepare(ENDPOINTS)
+        result = apply_inbox(opened, warehouse)
+    finally:
+        opened.close()
+        warehouse.close()
+    Console().print(
+        f"{result.stored} events stored, {result.deletions} deletions recorded, "
+        f"{result.soft_deleted} rows soft-deleted"
+    )
+
+
 LogFormat = Annotated[
     str, typer.Option("--log-format", help="text, or json for one JSON object per event.")
 ]

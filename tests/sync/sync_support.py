@@ -45,6 +45,7 @@ def run_sync(
     listener: Listener | None = None,
     overlap: timedelta = timedelta(minutes=60),
     memory_limit: str | None = None,
+    inbox: Any = None,
     **options: Any,
 ) -> SyncResult:
     destination = DuckDBDestination(f"duckdb:///{db}", "ordergroove", memory_limit)
@@ -52,7 +53,8 @@ def run_sync(
     client = client or client_for(sim)
     try:
         opts = SyncOptions(endpoints=tuple(endpoints), overlap=overlap, **options)
-        return SyncEngine(client, destination, zone(api_timezone), opts, listener).run()
+        engine = SyncEngine(client, destination, zone(api_timezone), opts, listener, inbox=inbox)
+        return engine.run()
     finally:
         destination.close()
         if own_client:

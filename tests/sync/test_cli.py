@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from sync_support import assert_equals_truth, query, stats
 
@@ -200,3 +201,33 @@ def test_a_sync_killed_between_batches_resumes_without_loss_or_duplicates(api, t
     all_pages = -(-len(httpx.get(f"{api.url}/__sim__/truth/items").json()) // 100)
     assert resumed_pages < all_pages  # it picked up from the checkpoint, not from scratch
     assert_equals_truth(api, db, [items, BY_NAME["orders"]])
+
+
+def test_webhooks_apply_stores_events_and_records_deletions(tmp_path):
+    from ogsync.webhooks.inbox import InboxEvent, SQLiteInbox
+
+    inbox_path = tmp_path / "inbox.sqlite"
+    inbox = SQLiteInbox(inbox_path)
+    bodies = [
+        {"id": "ev-1", "type": "order.delete", "created": 1_780_000_000,
+         "data": {"object": {"type": "order", "public_id": "a" * 32}}},
+        {"id": "ev-2", "type": "subscription.cancel", "created": 1_780_000_100,
+         "data": {"object": {"type": "subscription", "public_id": "b" * 32}}},
+    ]  # fmt: skip
+    for body in bodies:
+        assert inbox.put(InboxEvent.from_body(orjson.dumps(body)))
+    inbox.close()
+    db = tmp_path / "w.duckdb"
+    env = {"OGSYNC_DESTINATION": f"duckdb:///{db}"}
+    result = ogsync("webhooks", "apply", "--inbox", str(inbox_path), env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 events stored, 1 deletions recorded" in result.stdout
+    again = ogsync("webhooks", "apply", "--inbox", str(inbox_path), env=env, cwd=tmp_path)
+    assert "0 events stored" in again.stdout  # applied events are not applied twice
+    assert query(db, "SELECT type FROM ordergroove.events ORDER BY created") == [
+        ("order.delete",),
+        ("subscription.cancel",),
+    ]
+    assert query(db, "SELECT record_id, reason FROM ordergroove._ogsync_deletions") == [
+        ("a" * 32, "webhook:order.delete")
+    ]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+import httpx
 import orjson
 from sync_support import advance, deleted_ids, query, rows, run_sync, simulator, truth
 
 from ogsync.destinations.duckdb import DuckDBDestination
 from ogsync.endpoints import BY_NAME
+from ogsync.webhooks.inbox import SQLiteInbox
+from ogsync.webhooks.receiver import receiver_in_thread
 
 ORDERS, ITEMS = BY_NAME["orders"], BY_NAME["items"]
 
@@ -103,3 +107,49 @@ def test_reconcile_catches_deletions_whose_webhooks_never_came_and_spares_placed
         run_sync(sim, db)  # the next sync brings the placed orders up to date
         live = set(rows(db, ORDERS, "_deleted_at IS NULL"))
         assert live - deleted_orders == set(truth(sim, ORDERS))
+
+
+def wait_for_deliveries(sim, timeout: float = 60) -> dict:
+    """Until every queued webhook was delivered or given up (the in-flight one included)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = httpx.get(f"{sim.url}/__sim__/webhooks").json()
+        if seen["delivered"] + seen["gave_up"] >= seen["queued"] and not seen["pending"]:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError("the simulator did not finish delivering its webhooks")
+
+
+def test_signed_webhooks_delivered_twice_and_out_of_order_end_as_soft_deletes(db, tmp_path):
+    """The issue's end-to-end case: cancels and skips in the API, webhooks through the real
+    receiver into the inbox, and a sync that drains it first."""
+    secret = "whsec-test-7f3a"
+    inbox = SQLiteInbox(tmp_path / "inbox.sqlite")
+    with (
+        receiver_in_thread(inbox, [secret]) as receiver,
+        simulator(
+            records=2500,
+            seed=43,
+            webhook_url=f"{receiver.url}/webhooks/ordergroove",
+            webhook_secrets=[secret],
+            webhook_duplicates=0.3,
+            webhook_shuffle=True,
+            webhook_retry_seconds=0.05,
+        ) as sim,
+    ):
+        run_sync(sim, db)
+        for _ in range(3):
+            advance(sim, minutes=20, changes=120)
+            delivered = wait_for_deliveries(sim)
+            result = run_sync(sim, db, inbox=inbox)
+            assert result.exit_code == 0
+        assert delivered["gave_up"] == 0
+        assert inbox.backlog() == 0
+        assert_deletions_reflected(sim, db)
+        deleted_orders = deleted_ids(sim, ORDERS)
+        tombstones = {r[0] for r in query(db, "SELECT record_id FROM ordergroove._ogsync_deletions "
+                                              "WHERE endpoint = 'orders'")}  # fmt: skip
+        assert tombstones == deleted_orders  # every order.delete was recorded, duplicates once
+        events = query(db, "SELECT count(*), count(DISTINCT event_id) FROM ordergroove.events")
+        assert events[0][0] == events[0][1] == len(set(delivered["delivered_ids"]))
+    inbox.close()
