@@ -287,7 +287,7 @@ def test_metrics_count_received_rejected_stored_duplicates_and_backlog(receiver)
     assert counts[("ogsync_webhook_events_stored_total", ())] == 4
     assert counts[("ogsync_webhook_events_duplicate_total", ())] == 1
     assert counts[("ogsync_webhook_events_ignored_total", ())] == 1
-    assert counts[("ogsync_webhook_events_applied_total", ())] == 0
+    assert counts[("ogsync_webhook_events_applied", ())] == 1
     assert rejected("malformed_signature") == 1
     assert rejected("bad_signature") == 1
     assert rejected("invalid_event") == 1
@@ -295,8 +295,8 @@ def test_metrics_count_received_rejected_stored_duplicates_and_backlog(receiver)
     # 3 deletions and 1 other event wait for the warehouse; one deletion was applied
     assert counts[("ogsync_webhook_inbox_backlog", ())] == 3
     assert counts[("ogsync_webhook_request_seconds_count", ())] == 8
-    receiver.running.app.state.metrics.hook_applied(2)
-    assert metrics(receiver)[("ogsync_webhook_events_applied_total", ())] == 2
+    receiver.inbox.mark_applied(ids[1:])
+    assert metrics(receiver)[("ogsync_webhook_events_applied", ())] == 3
 
 
 def test_other_event_types_are_stored_and_reach_the_warehouse_but_count_as_ignored(

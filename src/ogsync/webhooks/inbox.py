@@ -132,6 +132,8 @@ class Inbox(Protocol):
 
     def backlog(self) -> int: ...
 
+    def applied(self) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -189,6 +191,9 @@ class GroupCommitInbox:
     def _backlog(self, conn: Any) -> int:
         raise NotImplementedError
 
+    def _applied(self, conn: Any) -> int:
+        raise NotImplementedError
+
     # -- the public face
     def submit(self, event: InboxEvent) -> Future[bool]:
         """Queue the event; the future resolves once it is committed (True: new, False: dup)."""
@@ -213,6 +218,10 @@ class GroupCommitInbox:
 
     def backlog(self) -> int:
         return self._call(self._backlog)
+
+    def applied(self) -> int:
+        """Events the warehouse has taken in (the sync or `webhooks apply` marks them)."""
+        return self._call(self._applied)
 
     def healthy(self) -> bool:
         return not self._closed and self._thread.is_alive()
@@ -419,6 +428,10 @@ class SQLiteInbox(GroupCommitInbox):
     def _backlog(self, conn: sqlite3.Connection) -> int:
         return conn.execute(f"SELECT count(*) FROM {TABLE} WHERE applied_at IS NULL").fetchone()[0]
 
+    def _applied(self, conn: sqlite3.Connection) -> int:
+        query = f"SELECT count(*) FROM {TABLE} WHERE applied_at IS NOT NULL"
+        return conn.execute(query).fetchone()[0]
+
 
 class PostgresInbox(GroupCommitInbox):
     """The inbox as a table of the PostgreSQL warehouse, in the destination's schema."""
@@ -492,6 +505,10 @@ class PostgresInbox(GroupCommitInbox):
 
     def _backlog(self, conn: Any) -> int:
         row = conn.execute(f"SELECT count(*) FROM {self._table} WHERE applied_at IS NULL")
+        return int(row.fetchone()[0])
+
+    def _applied(self, conn: Any) -> int:
+        row = conn.execute(f"SELECT count(*) FROM {self._table} WHERE applied_at IS NOT NULL")
         return int(row.fetchone()[0])
 
 

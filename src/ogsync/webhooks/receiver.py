@@ -86,17 +86,20 @@ class ReceiverMetrics:
         )
         self.ignored = Counter(
             f"{prefix}_events_ignored",
-            "Stored events of a type nothing applies (stored as already applied)",
+            "Stored events of a type that acts on no rows (they still reach the events table)",
             registry=self.registry,
         )
-        # Incremented by whatever applies the inbox's events (see `hook_applied`).
-        self.applied = Counter(
-            f"{prefix}_events_applied", "Inbox events applied", registry=self.registry
+        # Applying happens in another process (a sync, `webhooks apply`): read from the inbox.
+        self.applied = Gauge(
+            f"{prefix}_events_applied",
+            "Inbox events the warehouse has taken in",
+            registry=self.registry,
         )
+        self.applied.set_function(lambda: _count(inbox, "applied"))
         self.backlog = Gauge(
             f"{prefix}_inbox_backlog", "Inbox events not applied yet", registry=self.registry
         )
-        self.backlog.set_function(lambda: _backlog(inbox))
+        self.backlog.set_function(lambda: _count(inbox, "backlog"))
         self.commits = Gauge(
             f"{prefix}_inbox_commits",
             "Transactions the inbox writer committed (each may hold many events)",
@@ -110,15 +113,13 @@ class ReceiverMetrics:
             registry=self.registry,
         )
 
-    def hook_applied(self, count: int) -> None:
-        self.applied.inc(count)
 
-
-def _backlog(inbox: Inbox) -> float:
+def _count(inbox: Inbox, what: str) -> float:
+    """An inbox count for a gauge; NaN (not a failed scrape) when the inbox cannot say."""
     try:
-        return float(inbox.backlog())
+        return float(getattr(inbox, what)())
     except Exception as exc:
-        log.warning("inbox backlog unavailable: %s", exc)
+        log.warning("inbox %s unavailable: %s", what, exc)
         return float("nan")
 
 
