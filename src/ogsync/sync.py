@@ -54,6 +54,9 @@ log = logging.getLogger("ogsync.sync")
 EXIT_OK = 0
 EXIT_ENDPOINT_FAILED = 1
 EXIT_AUTH = 3
+# Parsed records take several times the memory of their typed Arrow columns: type every few
+# pages, and gather the compact result into the batch the warehouse gets.
+TYPE_EVERY = 1000
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ class Listener:
 @dataclass
 class _Write:
     ep: Endpoint
-    batch: pa.Table
+    batch: pa.Table | None
     commit: Commit
     run: RunLog  # the endpoint's live run row: the loader alone counts what was committed
     future: Future[WriteResult]
@@ -141,7 +144,9 @@ class _Loader:
         self.jobs.put((job, future))
         return future
 
-    def write(self, ep: Endpoint, batch: pa.Table, commit: Commit, run: RunLog) -> Future[Any]:
+    def write(
+        self, ep: Endpoint, batch: pa.Table | None, commit: Commit, run: RunLog
+    ) -> Future[Any]:
         future: Future[WriteResult] = Future()
         self.jobs.put(_Write(ep, batch, commit, run, future))
         return future
@@ -311,21 +316,27 @@ class SyncEngine:
         params = window_params(ep, window, self.tz)
         refreshed: set[str] | None = set() if plan.mode == Mode.FULL_REFRESH else None
         pending: Future[WriteResult] | None = None
-        buffer: list[Any] = []
-        fetched = 0
+        buffer: list[Any] = []  # records as parsed: bulky, so typed a few pages at a time
+        typed: list[pa.Table] = []  # compact Arrow, until a batch is full
+        typed_rows = fetched = 0
         pages = self.client.pages(ep.path, params, stats, window.resume_url)
         for records, next_url in Prefetch(pages, name=f"ogsync-{ep.name}"):
             buffer.extend(records)
             fetched += len(records)
             done = next_url is None
-            if len(buffer) < self.options.batch_records and not done:
+            if len(buffer) >= min(TYPE_EVERY, self.options.batch_records) or (done and buffer):
+                chunk, chunk_report = type_records(ep, buffer, self.tz, fetched - len(buffer))
+                buffer = []
+                report.merge(chunk_report)
+                typed.append(chunk)
+                typed_rows += chunk.num_rows
+            if typed_rows < self.options.batch_records and not done:
                 continue
             if self.stop.is_set() and not done:
                 raise _Stopped(f"{ep.name}: stopped before the end of its window")
-            batch, batch_report = type_records(ep, buffer, self.tz, fetched - len(buffer))
-            buffer = []
-            report.merge(batch_report)
-            if refreshed is not None:
+            batch = pa.concat_tables(typed) if typed else None
+            typed, typed_rows = [], 0
+            if refreshed is not None and batch is not None:
                 refreshed.update(batch.column(ep.key).to_pylist())
             self._count(run, stats, report)
             commit = Commit(
