@@ -56,7 +56,7 @@ EXIT_ENDPOINT_FAILED = 1
 EXIT_AUTH = 3
 # Parsed records take several times the memory of their typed Arrow columns: type every few
 # pages, and gather the compact result into the batch the warehouse gets.
-TYPE_EVERY = 1000
+TYPE_EVERY = 2500
 
 
 @dataclass(frozen=True)
