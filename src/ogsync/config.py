@@ -47,7 +47,7 @@ class Settings:
     batch_records: int = 5000
     # DuckDB's own memory (its cache and primary-key indexes). When the key indexes of a
     # large merchant outgrow it, the destination raises it rather than fail (see duckdb.py).
-    duckdb_memory_limit: str | None = "256MB"
+    duckdb_memory_limit: str | None = "128MB"
 
     @property
     def tz(self) -> ZoneInfo:
