@@ -7,7 +7,6 @@ import random
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import httpx
 import uvicorn
 
 from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
+from ogsync.serving import uvicorn_in_thread
 from ogsync.simulator.app import Simulator, build_app
 from ogsync.simulator.changes import Changer
 from ogsync.simulator.clock import SimClock
@@ -118,19 +118,10 @@ def simulator_in_thread(
     """A simulator serving from a thread of this process, for tests and the demo."""
     sim = build(config)
     port = free_port(host)
-    server = uvicorn.Server(uvicorn_config(build_app(sim), host, port))
-    thread = threading.Thread(target=server.run, name="ogsync-simulator", daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the simulator did not start")
-            time.sleep(0.01)
-        yield RunningSimulator(f"http://{host}:{port}", config.api_key, sim)
+        with uvicorn_in_thread(uvicorn_config(build_app(sim), host, port), "ogsync-simulator"):
+            yield RunningSimulator(f"http://{host}:{port}", config.api_key, sim)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         sim.store.close()
 
 

@@ -381,17 +381,7 @@ class SQLiteInbox(GroupCommitInbox):
             cursor = conn.execute(
                 f"INSERT INTO {TABLE} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (event_id) DO NOTHING",
-                (
-                    e.event_id,
-                    e.type,
-                    e.created,
-                    e.object_type,
-                    e.object_id,
-                    e.order_id,
-                    e.payload,
-                    e.received_at,
-                    e.applied_at,
-                ),
+                _row(e),
             )
             fresh.append(cursor.rowcount == 1)
         return fresh
@@ -475,7 +465,7 @@ class PostgresInbox(GroupCommitInbox):
         return conn
 
     def _insert(self, conn: Any, events: Sequence[InboxEvent]) -> list[bool]:
-        columns = list(zip(*(_pg_row(e) for e in events), strict=True))
+        columns = list(zip(*(_row(e) for e in events), strict=True))
         rows = conn.execute(
             f"INSERT INTO {self._table} ({COLUMNS})"
             " SELECT e, t, c, ot, oi, od, p, to_timestamp(r), to_timestamp(a) FROM unnest("
@@ -512,7 +502,7 @@ class PostgresInbox(GroupCommitInbox):
         return int(row.fetchone()[0])
 
 
-def _pg_row(e: InboxEvent) -> tuple[Any, ...]:
+def _row(e: InboxEvent) -> tuple[Any, ...]:
     return (
         e.event_id,
         e.type,

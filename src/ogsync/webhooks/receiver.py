@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -36,6 +35,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ogsync.serving import uvicorn_in_thread
 from ogsync.webhooks.inbox import Inbox, InboxEvent, InvalidEvent, NotJSON
 from ogsync.webhooks.signature import HEADER, SignatureError, parse, verify
 
@@ -328,17 +328,6 @@ def receiver_in_thread(
 ) -> Iterator[RunningReceiver]:
     """The receiver serving from a thread of this process (for tests); the inbox stays open."""
     app = build_receiver(inbox, secrets, **kwargs)
-    server = uvicorn.Server(uvicorn_config(app, host, port))
-    thread = threading.Thread(target=server.run, name="ogsync-receiver", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the webhook receiver did not start")
-            time.sleep(0.01)
+    with uvicorn_in_thread(uvicorn_config(app, host, port), "ogsync-receiver") as server:
         bound = server.servers[0].sockets[0].getsockname()[1]
         yield RunningReceiver(f"http://{host}:{bound}", app, server)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
