@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -13,16 +13,26 @@ from zoneinfo import ZoneInfo
 import pyarrow
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from ogsync.apitime import from_local_naive, zone
 from ogsync.client import ApiError, AuthError, OrdergrooveClient, RequestStats, RetryPolicy
 from ogsync.config import ConfigError, Settings, load_settings
-from ogsync.destinations.base import AlreadyRunning, DestinationError
+from ogsync.destinations.base import AlreadyRunning, DestinationError, RunLog
 from ogsync.endpoints import select
 from ogsync.output import LogListener, ProgressListener, configure_logging, summary_table
+from ogsync.plan import WindowSize
 from ogsync.simulator.faults import Faults
 from ogsync.simulator.server import DEFAULT_API_KEY, SimulatorConfig, serve, utc
-from ogsync.sync import EXIT_AUTH, EXIT_ENDPOINT_FAILED, SyncOptions, run_sync
+from ogsync.sync import (
+    EXIT_AUTH,
+    EXIT_ENDPOINT_FAILED,
+    Backfill,
+    EndpointOutcome,
+    SyncOptions,
+    SyncResult,
+    run_sync,
+)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 simulator_app = typer.Typer(no_args_is_help=True, help="The local Ordergroove API simulator.")
@@ -265,6 +275,11 @@ def sync(
     workers: int | None = typer.Option(None, help="Endpoints fetched at once (at most 5)."),
     config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
     log_format: LogFormat = "text",
+    metrics_file: Path | None = typer.Option(
+        None,
+        "--metrics-file",
+        help="Write the run's Prometheus metrics here (for node_exporter's textfile collector).",
+    ),
 ) -> None:
     """Bring the warehouse up to date with the API (exit 0 ok, 1 an endpoint failed)."""
     settings = _settings(
@@ -279,6 +294,12 @@ def sync(
         chosen = select(endpoints)
     except ValueError as exc:
         raise fail(str(exc)) from None
+    if metrics_file is not None:
+        from ogsync.metrics_file import check_writable
+
+        problem = check_writable(metrics_file)
+        if problem:
+            raise fail(problem)
     options = SyncOptions(
         endpoints=chosen,
         since=_instant(since, settings.tz, "--since"),
@@ -291,30 +312,134 @@ def sync(
     )
     console = Console(stderr=True)
     listener = _listener(console, log_format)
-    raise typer.Exit(_run(settings, options, listener, console))
+    raise typer.Exit(_run(settings, options, listener, console, metrics_file))
 
 
-def _run(settings: Settings, options: SyncOptions, listener: LogListener, console: Console) -> int:
+def _run(
+    settings: Settings,
+    options: SyncOptions,
+    listener: LogListener,
+    console: Console,
+    metrics_file: Path | None = None,
+) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         result = run_sync(settings, options, listener, stop)
-    except AlreadyRunning as exc:
+    except AlreadyRunning as exc:  # the run holding the warehouse writes its own metrics
         raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
     except DestinationError as exc:
+        _write_metrics(metrics_file, settings, _failed_run(options, exc))
         raise fail(str(exc)) from None
     except AuthError as exc:
+        _write_metrics(metrics_file, settings, _failed_run(options, exc))
         raise fail(str(exc), EXIT_AUTH) from None
     except (ApiError, ConfigError) as exc:
+        _write_metrics(metrics_file, settings, _failed_run(options, exc))
         code = EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_ENDPOINT_FAILED
         raise fail(str(exc), code) from None
     finally:
         if isinstance(listener, ProgressListener):
             listener.close()
         signal.signal(signal.SIGTERM, previous)
+    _write_metrics(metrics_file, settings, result)
     if console.is_terminal:
         console.print(summary_table(result))
     return result.exit_code
+
+
+def _failed_run(options: SyncOptions, exc: Exception) -> SyncResult:
+    """A run that failed before any endpoint ran: each chosen endpoint failed with it."""
+    now = datetime.now(UTC)
+    runs = [
+        RunLog("", ep.name, "sync", now, status="failed", error=str(exc), finished_at=now)
+        for ep in options.endpoints
+    ]
+    return SyncResult("", now, [EndpointOutcome(r.endpoint, "", r, ()) for r in runs])
+
+
+def _write_metrics(path: Path | None, settings: Settings, result: SyncResult) -> None:
+    """Write the metrics file, if asked; a failure to write is one line, not the exit code."""
+    if path is None:
+        return
+    from ogsync.metrics_file import write_metrics_file
+
+    failed = any(o.run.status != "success" for o in result.outcomes)
+    try:
+        write_metrics_file(
+            path, result, datetime.now(UTC), _last_successes(settings) if failed else None
+        )
+    except OSError as exc:
+        err.print(f"[bold red]error:[/] cannot write metrics file {path}: {exc}", highlight=False)
+
+
+def _last_successes(settings: Settings) -> dict[str, datetime | None]:
+    """Each endpoint's last successful sync, from the warehouse's run log (best effort)."""
+    from ogsync.destinations import open_destination
+    from ogsync.status import warehouse_status
+
+    try:
+        warehouse = open_destination(
+            settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
+        )
+    except Exception:
+        return {}
+    try:
+        return {s.endpoint: s.last_success_at for s in warehouse_status(warehouse, _now())}
+    except Exception:
+        return {}
+    finally:
+        warehouse.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@app.command()
+def backfill(
+    start: str = typer.Option(..., help="First day to load (ISO date, in the API's zone)."),
+    end: str | None = typer.Option(None, help="Last moment to load (default: up to now)."),
+    window: WindowSize = typer.Option(WindowSize.MONTH, help="Size of each window."),
+    endpoints: str | None = typer.Option(
+        None, help="Comma-separated endpoints, or 'all'. Default: the seven the guide names."
+    ),
+    slow_page_seconds: float = typer.Option(
+        20.0, min=0.001, help="A page slower than this splits the rest of its window in two."
+    ),
+    destination: str | None = typer.Option(None, help="duckdb:///FILE or postgresql://..."),
+    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
+    env: str | None = typer.Option(None, help="production or staging."),
+    base_url: str | None = typer.Option(None, help="API base URL (OGSYNC_BASE_URL)."),
+    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    log_format: LogFormat = "text",
+) -> None:
+    """Load history in windows; started again after a stop, it resumes where it was."""
+    settings = _settings(
+        destination=destination, schema=schema, env=env, base_url=base_url, config=config
+    )
+    try:
+        chosen = select(endpoints)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    first = _instant(start, settings.tz, "--start")
+    assert first is not None
+    spec = Backfill(
+        start=first,
+        end=_instant(end, settings.tz, "--end"),
+        size=window,
+        slow_page_seconds=slow_page_seconds,
+    )
+    options = SyncOptions(
+        endpoints=chosen,
+        overlap=settings.overlap,
+        max_workers=min(settings.workers, 5),
+        batch_records=settings.batch_records,
+        backfill=spec,
+    )
+    console = Console(stderr=True)
+    listener = _listener(console, log_format)
+    raise typer.Exit(_run(settings, options, listener, console))
 
 
 @app.command("reconcile")
@@ -334,6 +459,124 @@ def reconcile_command(
     console = Console(stderr=True)
     listener = _listener(console, log_format)
     raise typer.Exit(_run(settings, options, listener, console))
+
+
+@app.command()
+def status(
+    destination: str | None = typer.Option(None, help="duckdb:///FILE or postgresql://..."),
+    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
+    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    endpoints: str | None = typer.Option(
+        None,
+        help="Comma-separated endpoints, or 'all'. Default: the seven the guide names, and "
+        "any other the warehouse has synced.",
+    ),
+    json_output: bool = typer.Option(False, "--json", help="A JSON list, for machines."),
+    max_lag: str | None = typer.Option(
+        None,
+        help="Exit 1 if any endpoint is further behind now than this (26h, 90m, 2d); one "
+        "never synced always is.",
+    ),
+) -> None:
+    """Per endpoint: watermark, lag, last run and rows (exit 1 when staler than --max-lag)."""
+    import json
+
+    from ogsync.destinations import open_destination
+    from ogsync.status import parse_duration, shown, stale, warehouse_status
+
+    limit = None
+    if max_lag is not None:
+        try:
+            limit = parse_duration(max_lag)
+        except ValueError as exc:
+            raise fail(f"--max-lag: {exc}") from None
+    settings = _settings(destination=destination, schema=schema, config=config)
+    try:
+        chosen = {ep.name for ep in select(endpoints)} if endpoints else None
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if settings.destination.startswith("duckdb:"):
+        from ogsync.destinations.duckdb import path_from_url
+
+        try:
+            path = path_from_url(settings.destination)
+        except DestinationError as exc:
+            raise fail(str(exc)) from None
+        if path != ":memory:" and not Path(path).expanduser().is_file():
+            raise fail(f"no warehouse at {path}: nothing synced there yet (see --destination)")
+    try:
+        warehouse = open_destination(
+            settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
+        )
+    except AlreadyRunning as exc:
+        raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
+    except DestinationError as exc:
+        raise fail(str(exc)) from None
+    try:
+        statuses = warehouse_status(warehouse, _now())
+    except Exception as exc:
+        raise fail(f"cannot read the warehouse: {exc}".splitlines()[0]) from None
+    finally:
+        warehouse.close()
+    statuses = shown(statuses, chosen)
+    behind = set(stale(statuses, limit)) if limit is not None else set()
+    if json_output:
+        rows = [
+            {**s.as_json(), "stale": None if limit is None else s.endpoint in behind}
+            for s in statuses
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        Console().print(_status_table(statuses, behind))
+    if behind:
+        named = ", ".join(
+            f"{s.endpoint} ({'never synced' if s.lag is None else _age(s.lag) + ' behind'})"
+            for s in statuses
+            if s.endpoint in behind
+        )
+        raise fail(f"staler than {max_lag}: {named}", EXIT_ENDPOINT_FAILED)
+
+
+def _status_table(statuses: list, behind: set[str]) -> Table:
+    table = Table(title="ogsync status", title_justify="left")
+    table.add_column("endpoint", no_wrap=True)
+    for name in ("watermark", "lag", "last run", "status", "finished"):
+        table.add_column(name)
+    table.add_column("live", justify="right")
+    table.add_column("deleted", justify="right")
+    for s in statuses:
+        run = s.last_run
+        state = "" if run is None else run.status
+        colour = {"success": "green", "failed": "red"}.get(state, "yellow")
+        lag = "never synced" if s.lag is None else _age(s.lag)
+        table.add_row(
+            s.endpoint,
+            _when(s.watermark if s.incremental else s.fresh_as_of),
+            f"[red]{lag}[/]" if s.endpoint in behind else lag,
+            "" if run is None else run.kind,
+            f"[{colour}]{state}[/]" if state else "",
+            "" if run is None else _when(run.finished_at),
+            f"{s.live:,}",
+            f"{s.deleted:,}",
+        )
+    return table
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
+
+
+def _age(lag: timedelta) -> str:
+    seconds = int(lag.total_seconds())
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{sign}{days}d {hours}h"
+    if hours:
+        return f"{sign}{hours}h {minutes}m"
+    return f"{sign}{minutes}m {secs}s" if minutes else f"{sign}{secs}s"
 
 
 @app.command()

@@ -50,6 +50,7 @@ class RequestStats:
     pages: int = 0
     retries: int = 0
     rate_limit_waits: int = 0
+    last_page_seconds: float = 0.0  # how long the latest page took, retries included
 
 
 class RateBudget:
@@ -212,7 +213,9 @@ class OrdergrooveClient:
         )
         seen: set[str] = set()
         while True:
+            started = time.monotonic()
             body, _ = self.get(url, query, stats)
+            stats.last_page_seconds = time.monotonic() - started
             results = body.get("results")
             next_url = body.get("next")
             if not isinstance(results, list) or not (next_url is None or isinstance(next_url, str)):

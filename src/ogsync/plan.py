@@ -23,7 +23,7 @@ from enum import StrEnum
 from math import ceil
 from zoneinfo import ZoneInfo
 
-from ogsync.apitime import format_filter
+from ogsync.apitime import format_filter, from_local_naive
 from ogsync.endpoints import Endpoint
 
 DEFAULT_OVERLAP = timedelta(minutes=60)
@@ -33,6 +33,14 @@ class Mode(StrEnum):
     INCREMENTAL = "incremental"  # from the watermark (or from the beginning when there is none)
     FULL_REFRESH = "full_refresh"  # everything, then soft-delete what the API no longer returns
     TEST_WINDOW = "test_window"  # --since/--until: a window that leaves the watermark alone
+    BACKFILL = "backfill"  # history in calendar windows, each committed on its own
+
+
+class WindowSize(StrEnum):
+    YEAR = "year"
+    MONTH = "month"
+    WEEK = "week"
+    DAY = "day"
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,7 @@ class EndpointPlan:
     @property
     def resumable(self) -> bool:
         """Whether each batch saves a checkpoint (full refreshes start over instead)."""
-        return self.mode == Mode.INCREMENTAL
+        return self.mode in (Mode.INCREMENTAL, Mode.BACKFILL)
 
 
 def plan_endpoint(
@@ -152,3 +160,82 @@ def window_params(ep: Endpoint, window: Window, tz: ZoneInfo) -> dict[str, str]:
         if window.end is not None:
             params[ep.end_param] = format_filter(_ceil_second(window.end), tz)
     return params
+
+
+def _next_boundary(local: datetime, size: WindowSize) -> datetime:
+    if size == WindowSize.DAY:
+        return local + timedelta(days=1)
+    if size == WindowSize.WEEK:
+        return local + timedelta(weeks=1)
+    if size == WindowSize.MONTH:
+        return local.replace(year=local.year + local.month // 12, month=local.month % 12 + 1)
+    return local.replace(year=local.year + 1)
+
+
+def backfill_windows(
+    start: datetime, end: datetime, size: WindowSize, tz: ZoneInfo, *, clip: bool = True
+) -> list[tuple[datetime, datetime]]:
+    """Calendar windows in the API's zone covering [start, end], as inclusive UTC bounds.
+
+    Each window ends one second before the next begins: the API's bounds are inclusive and
+    to the second, so consecutive windows neither overlap nor leave a gap. Without `clip`, the
+    last window runs to the end of its calendar period, so that a backfill up to "now" names
+    the same windows when it is started again later.
+    """
+    local = start.astimezone(tz).replace(tzinfo=None)
+    local = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if size == WindowSize.MONTH:
+        local = local.replace(day=1)
+    elif size == WindowSize.YEAR:
+        local = local.replace(month=1, day=1)
+    windows = []
+    while from_local_naive(local, tz) <= end:
+        following = _next_boundary(local, size)
+        upper = from_local_naive(following, tz) - timedelta(seconds=1)
+        upper = min(upper, end) if clip else upper
+        windows.append((from_local_naive(local, tz), upper))
+        local = following
+    return windows
+
+
+def split_window(window: Window, floor: timedelta) -> tuple[Window, Window] | None:
+    """Two halves of a window (the second keeps what finishing it commits), or None below the
+    floor or for a window without bounds."""
+    if window.start is None or window.end is None or window.end - window.start < 2 * floor:
+        return None
+    middle = _floor_second(window.start + (window.end - window.start) / 2)
+    left = Window(window.start, middle)
+    right = Window(
+        middle + timedelta(seconds=1), window.end, watermark_after=window.watermark_after
+    )
+    return left, right
+
+
+def plan_backfill(
+    ep: Endpoint,
+    windows: list[tuple[datetime, datetime]],
+    progress: Mapping[tuple[datetime, datetime], str | None],
+    *,
+    run_started_at: datetime,
+    reaches_now: bool,
+) -> EndpointPlan:
+    """The windows still to do, in order. `progress` maps a window to its resume link, or to
+    None once done. A backfill that reaches the present hands over to incremental syncs: its
+    last window commits the watermark (which never moves backwards)."""
+    if not ep.incremental:
+        return EndpointPlan(ep, Mode.FULL_REFRESH, (Window(None, None),))
+    todo = []
+    for number, (start, end) in enumerate(windows):
+        key = (start, end)
+        if key in progress and progress[key] is None:
+            continue
+        last = number == len(windows) - 1
+        todo.append(
+            Window(
+                start,
+                end,
+                resume_url=progress.get(key),
+                watermark_after=run_started_at if last and reaches_now else None,
+            )
+        )
+    return EndpointPlan(ep, Mode.BACKFILL, tuple(todo))

@@ -12,6 +12,7 @@ import logging
 import queue
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,11 @@ from ogsync.plan import (
     EndpointPlan,
     Mode,
     Window,
+    WindowSize,
+    backfill_windows,
+    plan_backfill,
     plan_run,
+    split_window,
     window_params,
 )
 from ogsync.prefetch import Prefetch
@@ -69,6 +74,17 @@ class SyncOptions:
     max_workers: int = 5
     batch_records: int = 5000
     reconcile: bool = False  # after the endpoints, catch deletions whose webhooks were lost
+    backfill: Backfill | None = None  # load history in windows instead of syncing
+
+
+@dataclass(frozen=True)
+class Backfill:
+    start: datetime
+    end: datetime | None = None  # None: up to the present, then hand over to incremental syncs
+    size: WindowSize = WindowSize.MONTH
+    # The guide's sign that a range is too big: a page this slow splits the rest of its window.
+    slow_page_seconds: float = 20.0
+    floor: timedelta = timedelta(hours=1)
 
 
 @dataclass
@@ -235,15 +251,18 @@ class SyncEngine:
             apply_inbox(self.inbox, self.destination)
         run_started_at = self.client.server_time(RequestStats())
         run_id = new_run_id(run_started_at)
+        states = self.destination.load_states()
         plans = plan_run(
             self.options.endpoints,
-            self.destination.load_states(),
+            states,
             run_started_at=run_started_at,
             overlap=self.options.overlap,
             since=self.options.since,
             until=self.options.until,
             full_refresh=self.options.full_refresh,
         )
+        if self.options.backfill is not None:
+            plans = [self._backfill_plan(p.endpoint, run_started_at) for p in plans]
         self.listener.planned(plans, run_started_at)
         loader = _Loader(self.destination)
         try:
@@ -258,6 +277,16 @@ class SyncEngine:
             result.reconciled = reconcile(self.client, self.destination, run_id)
         return result
 
+    def _backfill_plan(self, ep: Endpoint, run_started_at: datetime) -> EndpointPlan:
+        spec = self.options.backfill
+        assert spec is not None
+        windows = backfill_windows(spec.start, spec.end or run_started_at, spec.size, self.tz,
+                                   clip=spec.end is not None)  # fmt: skip
+        progress = self.destination.load_backfill(ep) if ep.incremental else {}
+        return plan_backfill(
+            ep, windows, progress, run_started_at=run_started_at, reaches_now=spec.end is None
+        )
+
     def _endpoint(self, plan: EndpointPlan, run_id: str, loader: _Loader) -> EndpointOutcome:
         ep = plan.endpoint
         kind = "sync" if plan.mode == Mode.INCREMENTAL else plan.mode.value
@@ -266,8 +295,8 @@ class SyncEngine:
             endpoint=ep.name,
             kind=kind,
             started_at=datetime.now(UTC),
-            window_start=plan.windows[0].start,
-            window_end=plan.windows[-1].end,
+            window_start=plan.windows[0].start if plan.windows else None,
+            window_end=plan.windows[-1].end if plan.windows else None,
         )
         outcome = EndpointOutcome(ep.name, plan.mode.value, run, plan.windows)
         stats = RequestStats()
@@ -275,9 +304,15 @@ class SyncEngine:
         try:
             loader.call(lambda: self.destination.log_run(replace(run))).result()
             fetched = 0
-            for number, window in enumerate(plan.windows):
-                last_window = number == len(plan.windows) - 1
-                fetched += self._window(plan, window, last_window, run, stats, report, loader)
+            windows = deque(plan.windows)
+            while windows:
+                window = windows.popleft()
+                try:
+                    fetched += self._window(plan, window, not windows, run, stats, report, loader)
+                except _Split as split:
+                    log.info("%s: pages over %.0fs; window split in two", ep.name,
+                             stats.last_page_seconds)  # fmt: skip
+                    windows.extendleft(reversed(split.halves))
             run.status = "success"
         except (ApiError, MissingKey, _Stopped) as exc:
             run.status, run.error = "failed", str(exc)
@@ -324,6 +359,12 @@ class SyncEngine:
             buffer.extend(records)
             fetched += len(records)
             done = next_url is None
+            if not done and self._too_slow(plan, stats):
+                halves = split_window(window, self._spec_floor())
+                if halves is not None:
+                    if pending is not None:
+                        pending.result()
+                    raise _Split(halves)
             if len(buffer) >= min(TYPE_EVERY, self.options.batch_records) or (done and buffer):
                 chunk, chunk_report = type_records(ep, buffer, self.tz, fetched - len(buffer))
                 buffer = []
@@ -344,8 +385,12 @@ class SyncEngine:
                 checkpoint=Checkpoint(window.start, window.end, next_url, window.watermark_after)
                 if plan.resumable and next_url
                 else None,
-                # A test window leaves the state alone; anything else rewrites the checkpoint.
-                keep_checkpoint=plan.mode != Mode.TEST_WINDOW,
+                # Only syncs own the incremental checkpoint; backfills keep their own progress.
+                keep_checkpoint=plan.mode in (Mode.INCREMENTAL, Mode.FULL_REFRESH),
+                backfill_window=(window.start, window.end)
+                if plan.mode == Mode.BACKFILL and window.start and window.end
+                else None,
+                backfill_next=next_url,
                 watermark=window.watermark_after if done else None,
                 refreshed_keys=refreshed if done else None,
                 last_records=fetched if done and last_window else None,
@@ -358,9 +403,28 @@ class SyncEngine:
             pending.result()
         return fetched
 
+    def _too_slow(self, plan: EndpointPlan, stats: RequestStats) -> bool:
+        spec = self.options.backfill
+        return (
+            plan.mode == Mode.BACKFILL
+            and spec is not None
+            and stats.last_page_seconds > spec.slow_page_seconds
+        )
+
+    def _spec_floor(self) -> timedelta:
+        return self.options.backfill.floor if self.options.backfill else timedelta(hours=1)
+
 
 class _Stopped(Exception):
     """A stop was asked for: the endpoint ends after its last committed batch."""
+
+
+class _Split(Exception):
+    """A backfill window is too slow: go on with its two halves instead."""
+
+    def __init__(self, halves: tuple[Window, Window]) -> None:
+        super().__init__("split")
+        self.halves = halves
 
 
 def run_sync(

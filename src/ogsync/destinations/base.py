@@ -27,6 +27,7 @@ META_COLUMNS = (
 RUNS_TABLE = "_ogsync_runs"
 STATE_TABLE = "_ogsync_state"
 DELETIONS_TABLE = "_ogsync_deletions"
+BACKFILL_TABLE = "_ogsync_backfill"
 EVENTS_TABLE = "events"
 
 
@@ -76,6 +77,9 @@ class Commit:
     watermark: datetime | None = None  # the window is done: move the watermark here
     refreshed_keys: set[str] | None = None  # a full refresh is done: soft-delete the rest
     last_records: int | None = None  # the endpoint's size this run, for worker ordering
+    # A backfill window: its bounds, and where it stands (a `next` link, or None once done).
+    backfill_window: tuple[datetime, datetime] | None = None
+    backfill_next: str | None = None
 
 
 # One batch for the warehouse: its endpoint, its rows, and what commits with them.

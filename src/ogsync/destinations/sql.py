@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from ogsync.deletions import DELETABLE, DELETION_EVENTS
 from ogsync.destinations.base import (
+    BACKFILL_TABLE,
     DELETIONS_TABLE,
     EVENTS_TABLE,
     META_COLUMNS,
@@ -119,6 +120,11 @@ class SqlDestination(ABC):
                 "recorded_at TIMESTAMPTZ)"
             )
             self.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.s}.{BACKFILL_TABLE} (endpoint VARCHAR, "
+                "window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, next_url VARCHAR, "
+                "done_at TIMESTAMPTZ, PRIMARY KEY (endpoint, window_start, window_end))"
+            )
+            self.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.s}.{EVENTS_TABLE} "
                 "(event_id VARCHAR PRIMARY KEY, type VARCHAR, created TIMESTAMPTZ, "
                 f"object_type VARCHAR, object_id VARCHAR, payload {self.dialect.json}, "
@@ -161,6 +167,15 @@ class SqlDestination(ABC):
             checkpoint = Checkpoint(cp_start, cp_end, cp_url, cp_mark) if cp_url else None
             states[endpoint] = EndpointState(watermark, checkpoint, last_records or 0)
         return states
+
+    def load_backfill(self, ep: Endpoint) -> dict[tuple[datetime, datetime], str | None]:
+        """Backfill windows begun: window -> the link to resume from, or None when done."""
+        rows = self.execute(
+            f"SELECT window_start, window_end, next_url, done_at FROM {self.s}.{BACKFILL_TABLE} "
+            "WHERE endpoint = ?",
+            [ep.name],
+        )
+        return {(start, end): None if done else link for start, end, link, done in rows}
 
     def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
         results: list[WriteResult] = []
@@ -373,6 +388,14 @@ class SqlDestination(ABC):
                 f"UPDATE {table} SET watermark = greatest(coalesce(watermark, ?), ?) "
                 "WHERE endpoint = ?",
                 [commit.watermark, commit.watermark, ep.name],
+            )
+        if commit.backfill_window is not None:
+            done = None if commit.backfill_next else now
+            self.execute(
+                f"INSERT INTO {self.s}.{BACKFILL_TABLE} VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (endpoint, window_start, window_end) DO UPDATE SET "
+                "next_url = excluded.next_url, done_at = excluded.done_at",
+                [ep.name, *commit.backfill_window, commit.backfill_next, done],
             )
         if commit.last_records is not None:
             self.execute(

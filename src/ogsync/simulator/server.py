@@ -133,33 +133,22 @@ def simulator_process(
     api_key: str = DEFAULT_API_KEY,
     timeout: float = 120,
 ) -> Iterator[RunningSimulator]:
-    """`ogsync simulator serve ARGS` as a child process (its own core, as in production)."""
-    port = free_port(host)
-    cmd = [
-        sys.executable,
-        "-m",
-        "ogsync",
-        "simulator",
-        "serve",
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen([*cmd, "--api-key", api_key, *args], env=os.environ.copy())
-    url = f"http://{host}:{port}"
+    """`ogsync simulator serve ARGS` as a child process (its own core, as in production).
+
+    A port found free can be taken by someone else before the child binds it: a child that
+    exits while starting is started again on another port.
+    """
+    for attempt in range(3):
+        port = free_port(host)
+        cmd = [sys.executable, "-m", "ogsync", "simulator", "serve", "--host", host]
+        cmd += ["--port", str(port), "--api-key", api_key, *args]
+        proc = subprocess.Popen(cmd, env=os.environ.copy())
+        url = f"http://{host}:{port}"
+        if _wait_until_serving(proc, url, timeout):
+            break
+        if attempt == 2:
+            raise RuntimeError(f"the simulator exited with status {proc.returncode}")
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the simulator exited with status {proc.returncode}")
-            try:
-                httpx.get(f"{url}/__sim__/clock", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the simulator did not start in time") from None
-                time.sleep(0.1)
         yield RunningSimulator(url, api_key)
     finally:
         proc.terminate()
@@ -168,6 +157,21 @@ def simulator_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _wait_until_serving(proc: subprocess.Popen[bytes], url: str, timeout: float) -> bool:
+    """True once the child answers; False if it exited first."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        try:
+            httpx.get(f"{url}/__sim__/clock", timeout=1)
+            return True
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the simulator did not start in time") from None
+            time.sleep(0.1)
+    return False
 
 
 def utc(text: str) -> datetime:

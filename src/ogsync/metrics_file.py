@@ -1,0 +1,103 @@
+"""A run's numbers in Prometheus text format, for node_exporter's textfile collector.
+
+One gauge per figure, labelled by endpoint. The file is replaced atomically (written beside
+it, then renamed), so the collector never reads half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+from ogsync.destinations.base import RunLog
+from ogsync.sync import SyncResult
+
+PREFIX = "ogsync_sync_"
+
+
+def write_metrics_file(
+    path: str | Path,
+    result: SyncResult,
+    now: datetime,
+    last_success: Mapping[str, datetime | None] | None = None,
+) -> None:
+    """Write the run's per-endpoint metrics to `path`, replacing it atomically.
+
+    The last-success timestamp of an endpoint that succeeded is its run's end; of one that
+    failed, `last_success[endpoint]` when the caller knows it (from the warehouse's run log),
+    else the series is left out.
+    """
+    registry = CollectorRegistry()
+
+    def gauge(name: str, doc: str) -> Gauge:
+        return Gauge(PREFIX + name, doc, ["endpoint"], registry=registry)
+
+    records = gauge("records", "Records written to the warehouse by the last run.")
+    requests = gauge("requests", "HTTP requests the last run made, retries included.")
+    retries = gauge("retries", "Requests the last run retried.")
+    waits = gauge("rate_limit_waits", "Times the last run waited on the rate limit.")
+    soft_deletes = gauge("soft_deletes", "Rows the last run soft-deleted.")
+    duration = gauge("duration_seconds", "How long the endpoint took in the last run.")
+    success = gauge("success", "1 if the endpoint's last run succeeded, else 0.")
+    last_ok = gauge(
+        "last_success_timestamp_seconds", "Unix time the endpoint last synced successfully."
+    )
+    runs = {o.run.endpoint: o.run for o in result.outcomes}
+    for extra in result.reconciled.runs if result.reconciled else ():  # --reconcile
+        run = runs.get(extra.endpoint)
+        runs[extra.endpoint] = extra if run is None else _merged(run, extra)
+    for run in runs.values():
+        name = run.endpoint
+        records.labels(name).set(run.records)
+        requests.labels(name).set(run.requests)
+        retries.labels(name).set(run.retries)
+        waits.labels(name).set(run.rate_limit_waits)
+        soft_deletes.labels(name).set(run.soft_deletes)
+        finished = run.finished_at or now
+        duration.labels(name).set(max((finished - run.started_at).total_seconds(), 0.0))
+        ok = run.status == "success"
+        success.labels(name).set(1 if ok else 0)
+        known = run.finished_at if ok else (last_success or {}).get(name)
+        if known is not None:
+            last_ok.labels(name).set(known.timestamp())
+    write_to_textfile(str(path), registry)
+
+
+def _merged(run: RunLog, extra: RunLog) -> RunLog:
+    """An endpoint's sync and its reconcile as one: counts add up, any failure fails it."""
+    failed = run.status != "success" or extra.status != "success"
+    return replace(
+        run,
+        requests=run.requests + extra.requests,
+        retries=run.retries + extra.retries,
+        rate_limit_waits=run.rate_limit_waits + extra.rate_limit_waits,
+        soft_deletes=run.soft_deletes + extra.soft_deletes,
+        status="failed" if failed else "success",
+        finished_at=extra.finished_at or run.finished_at,
+    )
+
+
+def check_writable(path: str | Path) -> str | None:
+    """Why a metrics file cannot be written at `path` (one line), or None when it can.
+
+    The file is replaced by a rename, so what matters is creating a file in its folder.
+    """
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        return f"metrics file {target} is a directory"
+    if not folder.is_dir():
+        return f"cannot write metrics file {target}: folder {folder} does not exist"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", dir=folder)
+    except OSError as exc:
+        return f"cannot write metrics file {target}: {exc.strerror or exc}"
+    os.close(fd)
+    os.remove(probe)
+    return None

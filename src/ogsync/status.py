@@ -1,0 +1,186 @@
+"""What the warehouse says about each endpoint: watermark, last run, rows, and the lag.
+
+Read-only: everything comes from the warehouse's own tables through `destination.execute`,
+so a monitor can ask without an API key. The lag is how far the endpoint's data is behind
+`now`: for an incremental endpoint, its watermark (the API's clock when the run that last
+committed it began); for a full-refresh endpoint, the start of its last successful run.
+An endpoint never synced has no lag at all, and counts as infinitely stale.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ogsync.destinations.base import RUNS_TABLE, STATE_TABLE, quote
+from ogsync.endpoints import ENDPOINTS, Endpoint
+
+# Runs that do not bring an endpoint up to date: a --since/--until test window, a reconcile.
+NOT_A_SYNC = ("test_window", "reconcile")
+
+
+@dataclass(frozen=True)
+class LastRun:
+    run_id: str
+    kind: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    records: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    endpoint: str
+    incremental: bool
+    watermark: datetime | None  # the committed watermark in `_ogsync_state`
+    fresh_as_of: datetime | None  # what the lag is measured from (see the module docstring)
+    lag: timedelta | None  # now - fresh_as_of; None when never synced
+    last_run: LastRun | None
+    last_success_at: datetime | None  # when the last successful sync (not NOT_A_SYNC) ended
+    live: int
+    deleted: int
+
+    def as_json(self) -> dict[str, Any]:
+        run = self.last_run
+        return {
+            "endpoint": self.endpoint,
+            "incremental": self.incremental,
+            "watermark": _iso(self.watermark),
+            "fresh_as_of": _iso(self.fresh_as_of),
+            "lag_seconds": None if self.lag is None else round(self.lag.total_seconds(), 3),
+            "last_run": None
+            if run is None
+            else {
+                "run_id": run.run_id,
+                "kind": run.kind,
+                "status": run.status,
+                "started_at": _iso(run.started_at),
+                "finished_at": _iso(run.finished_at),
+                "records": run.records,
+                "error": run.error,
+            },
+            "last_success_at": _iso(self.last_success_at),
+            "live": self.live,
+            "deleted": self.deleted,
+        }
+
+
+def warehouse_status(
+    destination: Any, now: datetime, endpoints: Iterable[Endpoint] = ENDPOINTS
+) -> list[EndpointStatus]:
+    """One status per endpoint, read through `destination.execute` (a SqlDestination).
+
+    Tables that do not exist yet (a warehouse never synced) read as empty.
+    """
+    schema = destination.schema
+    s = quote(schema)
+    tables = {
+        row[0]
+        for row in destination.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
+        )
+    }
+    watermarks: dict[str, datetime | None] = {}
+    if STATE_TABLE in tables:
+        for endpoint, watermark in destination.execute(
+            f"SELECT endpoint, watermark FROM {s}.{STATE_TABLE}"
+        ):
+            watermarks[endpoint] = _utc(watermark)
+    last_runs: dict[str, LastRun] = {}
+    last_success: dict[str, datetime | None] = {}
+    last_refresh: dict[str, datetime | None] = {}
+    if RUNS_TABLE in tables:
+        rows = destination.execute(
+            "SELECT endpoint, run_id, kind, status, started_at, finished_at, records, error "
+            f"FROM {s}.{RUNS_TABLE} ORDER BY started_at, run_id"
+        )
+        for endpoint, run_id, kind, status, started, finished, records, error in rows:
+            started, finished = _utc(started), _utc(finished)
+            last_runs[endpoint] = LastRun(
+                run_id, kind, status, started, finished, int(records or 0), error
+            )  # ordered by start: the last one stays
+            if status == "success" and kind not in NOT_A_SYNC:
+                last_success[endpoint] = finished or started
+                if kind == "full_refresh":
+                    last_refresh[endpoint] = started
+    statuses = []
+    for ep in endpoints:
+        live = deleted = 0
+        if ep.name in tables:
+            ((live, deleted),) = destination.execute(
+                "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), "
+                f"count(*) FILTER (WHERE _deleted_at IS NOT NULL) FROM {s}.{quote(ep.name)}"
+            )
+        watermark = watermarks.get(ep.name)
+        as_of = watermark if ep.incremental else (last_refresh.get(ep.name) or watermark)
+        statuses.append(
+            EndpointStatus(
+                endpoint=ep.name,
+                incremental=ep.incremental,
+                watermark=watermark,
+                fresh_as_of=as_of,
+                lag=None if as_of is None else now - as_of,
+                last_run=last_runs.get(ep.name),
+                last_success_at=last_success.get(ep.name),
+                live=int(live or 0),
+                deleted=int(deleted or 0),
+            )
+        )
+    return statuses
+
+
+def shown(statuses: Sequence[EndpointStatus], names: set[str] | None) -> list[EndpointStatus]:
+    """The endpoints named, or by default the guide's default set and any other ever synced."""
+    if names is not None:
+        return [s for s in statuses if s.endpoint in names]
+    defaults = {ep.name for ep in ENDPOINTS if ep.default}
+    return [
+        s
+        for s in statuses
+        if s.endpoint in defaults or s.last_run or s.watermark or s.live or s.deleted
+    ]
+
+
+def stale(statuses: Sequence[EndpointStatus], max_lag: timedelta) -> list[str]:
+    """Endpoints whose lag is above `max_lag`; one never synced always is."""
+    return [s.endpoint for s in statuses if s.lag is None or s.lag > max_lag]
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", re.IGNORECASE)
+_UNITS = {
+    "s": "seconds", "sec": "seconds", "secs": "seconds", "second": "seconds", "seconds": "seconds",
+    "m": "minutes", "min": "minutes", "mins": "minutes", "minute": "minutes", "minutes": "minutes",
+    "h": "hours", "hr": "hours", "hrs": "hours", "hour": "hours", "hours": "hours",
+    "d": "days", "day": "days", "days": "days",
+    "w": "weeks", "week": "weeks", "weeks": "weeks",
+}  # fmt: skip
+
+
+def parse_duration(text: str) -> timedelta:
+    """`26h`, `90m`, `2d`, `3600s`, `1w`, or a sum such as `1d12h`; a bare number is an error."""
+    value = text.strip()
+    parts = _DURATION.findall(value) if value else []
+    if not parts or "".join(_DURATION.sub("", value).split()):
+        raise ValueError(f"bad duration {text!r}: use a number and a unit, e.g. 26h, 90m, 2d")
+    total = timedelta()
+    for number, unit in parts:
+        name = _UNITS.get(unit.lower())
+        if name is None:
+            raise ValueError(f"bad duration {text!r}: unknown unit {unit!r} (use s, m, h, d or w)")
+        total += timedelta(**{name: float(number)})
+    return total
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
