@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,8 +18,12 @@ from ogsync.plan import (
     EndpointState,
     Mode,
     Window,
+    WindowSize,
+    backfill_windows,
+    plan_backfill,
     plan_endpoint,
     plan_run,
+    split_window,
     window_params,
 )
 
@@ -508,3 +513,69 @@ def test_plan_run_since_and_full_refresh_apply_to_all():
 
 def test_plan_run_empty():
     assert plan_run([], {}, run_started_at=RUN) == []
+
+
+# -- backfill windows ----------------------------------------------------------------------
+
+CHICAGO = ZoneInfo("America/Chicago")
+
+
+def test_monthly_windows_follow_the_api_calendar_and_leave_no_gap():
+    start = datetime(2025, 1, 15, tzinfo=UTC)
+    end = datetime(2025, 12, 31, 23, tzinfo=UTC)
+    windows = backfill_windows(start, end, WindowSize.MONTH, CHICAGO)
+    assert windows[0][0] == datetime(2025, 1, 1, 6, tzinfo=UTC)  # midnight in Chicago (CST)
+    assert windows[3][0] == datetime(2025, 4, 1, 5, tzinfo=UTC)  # midnight in CDT
+    for (_, previous_end), (next_start, _) in pairwise(windows):
+        assert next_start - previous_end == timedelta(seconds=1)
+    assert windows[-1][1] == end
+
+
+@given(
+    start=st.datetimes(datetime(2019, 1, 1), datetime(2030, 1, 1), timezones=st.just(UTC)),
+    days=st.integers(1, 900),
+    size=st.sampled_from(list(WindowSize)),
+)
+def test_backfill_windows_cover_the_range_exactly(start, days, size):
+    end = start + timedelta(days=days)
+    windows = backfill_windows(start, end, size, CHICAGO)
+    assert windows[0][0] <= start and windows[-1][1] == end
+    assert all(a < b for a, b in windows)
+    for (_, previous_end), (next_start, _) in pairwise(windows):
+        assert next_start - previous_end == timedelta(seconds=1)
+
+
+def test_unclipped_windows_end_with_their_calendar_period():
+    now = datetime(2025, 6, 10, 12, tzinfo=UTC)
+    windows = backfill_windows(datetime(2025, 5, 1, tzinfo=UTC), now, WindowSize.MONTH, CHICAGO,
+                               clip=False)  # fmt: skip
+    assert windows[-1][1] == datetime(2025, 7, 1, 5, tzinfo=UTC) - timedelta(seconds=1)
+
+
+def test_split_halves_a_window_down_to_the_floor():
+    w = Window(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 31, tzinfo=UTC),
+               watermark_after=datetime(2025, 2, 1, tzinfo=UTC))  # fmt: skip
+    left, right = split_window(w, timedelta(days=1))
+    assert left.start == w.start and right.end == w.end
+    assert right.start - left.end == timedelta(seconds=1)
+    assert left.watermark_after is None and right.watermark_after == w.watermark_after
+    assert split_window(Window(w.start, w.start + timedelta(hours=3)), timedelta(hours=2)) is None
+    assert split_window(Window(None, None), timedelta(hours=1)) is None
+
+
+def test_plan_backfill_skips_done_windows_resumes_the_half_done_and_hands_over():
+    windows = [(datetime(2025, m, 1, tzinfo=UTC), datetime(2025, m, 28, tzinfo=UTC))
+               for m in (1, 2, 3)]  # fmt: skip
+    progress = {windows[0]: None, windows[1]: "https://api/orders/?cursor=abc"}
+    now = datetime(2025, 4, 1, tzinfo=UTC)
+    plan = plan_backfill(BY_NAME["orders"], windows, progress, run_started_at=now,
+                         reaches_now=True)  # fmt: skip
+    assert [(w.start, w.end) for w in plan.windows] == windows[1:]
+    assert plan.windows[0].resume_url == "https://api/orders/?cursor=abc"
+    assert plan.windows[0].watermark_after is None and plan.windows[-1].watermark_after == now
+    bounded = plan_backfill(BY_NAME["orders"], windows, {}, run_started_at=now,
+                            reaches_now=False)  # fmt: skip
+    assert all(w.watermark_after is None for w in bounded.windows)
+    refresh = plan_backfill(BY_NAME["payments"], windows, {}, run_started_at=now,
+                            reaches_now=True)  # fmt: skip
+    assert refresh.mode.value == "full_refresh"
