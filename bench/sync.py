@@ -43,13 +43,24 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_sync(env: dict[str, str], cwd: Path) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS in MB, exit code) of one `ogsync sync --endpoints all`."""
+def run_sync(
+    env: dict[str, str], cwd: Path, command: tuple[str, ...] = ("sync",)
+) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in MB, exit code) of one `ogsync COMMAND --endpoints all`."""
     log = cwd / "sync.log"
     start = time.perf_counter()
     with log.open("ab") as sink:  # a file, not a pipe: nobody has to drain it
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ogsync", "sync", "--endpoints", "all", "--log-format", "json"],
+            [
+                sys.executable,
+                "-m",
+                "ogsync",
+                *command,
+                "--endpoints",
+                "all",
+                "--log-format",
+                "json",
+            ],
             env=env,
             cwd=cwd,
             stdout=subprocess.DEVNULL,
@@ -89,6 +100,11 @@ def main() -> None:
         type=int,
         default=1_000_000,
         help="the sync's rate budget (the real API allows 6,000)",
+    )
+    parser.add_argument(
+        "--backfill-window",
+        choices=["year", "month", "week", "day"],
+        help="run `ogsync backfill` of the whole history in these windows instead of a sync",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -142,7 +158,10 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
             OGSYNC_API_KEY=sim.api_key, OGSYNC_BASE_URL=sim.url, OGSYNC_DESTINATION=destination
         )
         httpx.post(f"{sim.url}/__sim__/advance", json=quiet).raise_for_status()
-        wall, peak, code = run_sync(env, workdir)
+        first: tuple[str, ...] = ("sync",)
+        if args.backfill_window:
+            first = ("backfill", "--start", "2020-01-01", "--window", args.backfill_window)
+        wall, peak, code = run_sync(env, workdir, first)
         served = httpx.get(f"{sim.url}/__sim__/stats").json()
         before = served["requests"]
         httpx.post(f"{sim.url}/__sim__/advance", json=quiet).raise_for_status()
