@@ -20,7 +20,7 @@ from ogsync.endpoints import BY_NAME
 from ogsync.plan import WindowSize
 from ogsync.simulator.faults import Faults
 from ogsync.simulator.server import simulator_process
-from ogsync.sync import Backfill
+from ogsync.sync import Backfill, Listener
 
 HISTORY_START = datetime(2023, 1, 1, tzinfo=UTC)  # before the simulator's oldest record
 
@@ -104,3 +104,26 @@ def test_a_backfill_killed_at_several_points_resumes_without_refetching_committe
         # windows committed before the kill.
         print(f"requests: uninterrupted {uninterrupted}, with {kills} kills {spent}")
         assert spent <= uninterrupted + kills * 2 * 6
+
+
+class ChangesMidway(Listener):
+    """Changes the API while the backfill is half done."""
+
+    def __init__(self, sim) -> None:
+        self.sim = sim
+        self.batches = 0
+
+    def batch(self, endpoint, run, fetched) -> None:
+        self.batches += 1
+        if self.batches == 3:
+            advance(self.sim, minutes=10, changes=100)
+
+
+def test_records_changed_while_a_backfill_runs_are_taken_by_the_next_sync(db):
+    with simulator(records=2500, seed=54, frozen_clock=True) as sim:
+        spec = Backfill(HISTORY_START, size=WindowSize.MONTH)
+        listener = ChangesMidway(sim)
+        assert run_sync(sim, db, backfill=spec, batch_records=100, listener=listener).exit_code == 0
+        assert listener.batches >= 3
+        run_sync(sim, db)
+        assert_equals_truth(sim, db)
