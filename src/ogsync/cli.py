@@ -563,7 +563,7 @@ def _status_table(statuses: list, behind: set[str]) -> Table:
 
 
 def _when(value: datetime | None) -> str:
-    return "" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
+    return "" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M}Z"
 
 
 def _age(lag: timedelta) -> str:
