@@ -774,8 +774,8 @@ class Terminator(Listener):
 
 def test_postgres_sync_with_repeatedly_terminated_backends_equals_truth(pg_wh, postgres_server):
     with simulator(records=1500, seed=22) as sim:
-        terminator = Terminator(postgres_server, every=4)
-        result = sync(sim, pg_wh.open_dest(), terminator, batch_records=200)
+        terminator = Terminator(postgres_server, every=3)
+        result = sync(sim, pg_wh.open_dest(), terminator, batch_records=100)
         assert terminator.terminated >= 3, terminator.terminated
         assert result.exit_code == 0, [(o.endpoint, o.run.error) for o in result.outcomes]
         pg_wh.close_writers()
