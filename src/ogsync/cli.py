@@ -43,6 +43,16 @@ err = Console(stderr=True)
 EXIT_CONFIG = 2
 
 
+# Options most commands share.
+DestinationOpt = Annotated[
+    str | None, typer.Option(help="duckdb:///FILE or postgresql://... (OGSYNC_DESTINATION).")
+]
+SchemaOpt = Annotated[str | None, typer.Option(help="Warehouse schema (OGSYNC_SCHEMA).")]
+EnvOpt = Annotated[str | None, typer.Option(help="production or staging.")]
+BaseUrlOpt = Annotated[str | None, typer.Option(help="API base URL (OGSYNC_BASE_URL).")]
+ConfigOpt = Annotated[Path | None, typer.Option(help="Settings file (default ./ogsync.toml).")]
+
+
 def fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
     """One clear line on stderr, and the exit code the design names."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
@@ -159,9 +169,9 @@ def webhooks_serve(
         "order.delete,item.remove",
         help="Comma-separated event types to apply; others are stored and ignored.",
     ),
-    destination: str | None = typer.Option(None, help="Warehouse URL (OGSYNC_DESTINATION)."),
-    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
-    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Receive signed webhooks at /webhooks/ordergroove into a durable inbox (key from
     OGSYNC_WEBHOOK_SECRET; during a rotation, both keys separated by a comma)."""
@@ -187,9 +197,9 @@ def webhooks_serve(
 @webhooks_app.command("apply")
 def webhooks_apply(
     inbox: Path | None = typer.Option(None, help="SQLite inbox file (OGSYNC_WEBHOOK_INBOX)."),
-    destination: str | None = typer.Option(None, help="Warehouse URL (OGSYNC_DESTINATION)."),
-    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
-    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Apply the inbox now: store every event, soft-delete what the deletions name."""
     from ogsync.destinations import open_destination
@@ -268,12 +278,12 @@ def sync(
     reconcile: bool = typer.Option(
         False, help="Afterwards, soft-delete unsent orders and items the API no longer has."
     ),
-    destination: str | None = typer.Option(None, help="duckdb:///FILE (OGSYNC_DESTINATION)."),
-    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
-    env: str | None = typer.Option(None, help="production or staging."),
-    base_url: str | None = typer.Option(None, help="API base URL (OGSYNC_BASE_URL)."),
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    env: EnvOpt = None,
+    base_url: BaseUrlOpt = None,
     workers: int | None = typer.Option(None, help="Endpoints fetched at once (at most 5)."),
-    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    config: ConfigOpt = None,
     log_format: LogFormat = "text",
     metrics_file: Path | None = typer.Option(
         None,
@@ -310,9 +320,15 @@ def sync(
         batch_records=settings.batch_records,
         reconcile=reconcile,
     )
+    raise typer.Exit(_run_logged(settings, options, log_format, metrics_file))
+
+
+def _run_logged(
+    settings: Settings, options: SyncOptions, log_format: str, metrics_file: Path | None = None
+) -> int:
+    """Run a sync, backfill or reconcile with the output the user asked for; its exit code."""
     console = Console(stderr=True)
-    listener = _listener(console, log_format)
-    raise typer.Exit(_run(settings, options, listener, console, metrics_file))
+    return _run(settings, options, _listener(console, log_format), console, metrics_file)
 
 
 def _run(
@@ -407,11 +423,11 @@ def backfill(
     slow_page_seconds: float = typer.Option(
         20.0, min=0.001, help="A page slower than this splits the rest of its window in two."
     ),
-    destination: str | None = typer.Option(None, help="duckdb:///FILE or postgresql://..."),
-    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
-    env: str | None = typer.Option(None, help="production or staging."),
-    base_url: str | None = typer.Option(None, help="API base URL (OGSYNC_BASE_URL)."),
-    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    env: EnvOpt = None,
+    base_url: BaseUrlOpt = None,
+    config: ConfigOpt = None,
     log_format: LogFormat = "text",
 ) -> None:
     """Load history in windows; started again after a stop, it resumes where it was."""
@@ -437,18 +453,16 @@ def backfill(
         batch_records=settings.batch_records,
         backfill=spec,
     )
-    console = Console(stderr=True)
-    listener = _listener(console, log_format)
-    raise typer.Exit(_run(settings, options, listener, console))
+    raise typer.Exit(_run_logged(settings, options, log_format))
 
 
 @app.command("reconcile")
 def reconcile_command(
-    destination: str | None = typer.Option(None, help="duckdb:///FILE or postgresql://..."),
-    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
-    env: str | None = typer.Option(None, help="production or staging."),
-    base_url: str | None = typer.Option(None, help="API base URL (OGSYNC_BASE_URL)."),
-    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    env: EnvOpt = None,
+    base_url: BaseUrlOpt = None,
+    config: ConfigOpt = None,
     log_format: LogFormat = "text",
 ) -> None:
     """Catch deletions whose webhooks never arrived: unsent orders and items the API lost."""
@@ -456,16 +470,14 @@ def reconcile_command(
         destination=destination, schema=schema, env=env, base_url=base_url, config=config
     )
     options = SyncOptions(endpoints=(), overlap=settings.overlap, reconcile=True)
-    console = Console(stderr=True)
-    listener = _listener(console, log_format)
-    raise typer.Exit(_run(settings, options, listener, console))
+    raise typer.Exit(_run_logged(settings, options, log_format))
 
 
 @app.command()
 def status(
-    destination: str | None = typer.Option(None, help="duckdb:///FILE or postgresql://..."),
-    schema: str | None = typer.Option(None, help="Warehouse schema (OGSYNC_SCHEMA)."),
-    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    config: ConfigOpt = None,
     endpoints: str | None = typer.Option(
         None,
         help="Comma-separated endpoints, or 'all'. Default: the seven the guide names, and "
@@ -581,9 +593,9 @@ def _age(lag: timedelta) -> str:
 
 @app.command()
 def check(
-    env: str | None = typer.Option(None, help="production or staging."),
-    base_url: str | None = typer.Option(None, help="API base URL (OGSYNC_BASE_URL)."),
-    config: Path | None = typer.Option(None, help="Settings file (default ./ogsync.toml)."),
+    env: EnvOpt = None,
+    base_url: BaseUrlOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Check the key: one /customers/?page_size=1 call (exit 0 ok, 3 refused)."""
     settings = _settings(env=env, base_url=base_url, config=config)
