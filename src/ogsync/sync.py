@@ -303,12 +303,11 @@ class SyncEngine:
         report = TypingReport()
         try:
             loader.call(lambda: self.destination.log_run(replace(run))).result()
-            fetched = 0
             windows = deque(plan.windows)
             while windows:
                 window = windows.popleft()
                 try:
-                    fetched += self._window(plan, window, not windows, run, stats, report, loader)
+                    self._window(plan, window, not windows, run, stats, report, loader)
                 except _Split as split:
                     log.info("%s: pages over %.0fs; window split in two", ep.name,
                              stats.last_page_seconds)  # fmt: skip
@@ -346,7 +345,7 @@ class SyncEngine:
         stats: RequestStats,
         report: TypingReport,
         loader: _Loader,
-    ) -> int:
+    ) -> None:
         ep = plan.endpoint
         params = window_params(ep, window, self.tz)
         refreshed: set[str] | None = set() if plan.mode == Mode.FULL_REFRESH else None
@@ -401,7 +400,6 @@ class SyncEngine:
             self.listener.batch(ep.name, run, fetched)
         if pending is not None:
             pending.result()
-        return fetched
 
     def _too_slow(self, plan: EndpointPlan, stats: RequestStats) -> bool:
         spec = self.options.backfill
