@@ -1,7 +1,15 @@
-"""`ogsync demo`: a simulated merchant synced into DuckDB, changed, and synced again."""
+"""`ogsync demo`: a simulated merchant synced into DuckDB, changed, and synced again.
+
+Everything runs in this process: the simulator, the webhook receiver with its inbox (in a
+temporary folder), and the syncs, so the deletions the changes cause arrive as signed
+webhooks and end as soft deletes, as they would in production.
+"""
 
 from __future__ import annotations
 
+import secrets
+import tempfile
+import time
 from pathlib import Path
 
 import duckdb
@@ -13,6 +21,8 @@ from ogsync.config import Settings
 from ogsync.endpoints import ENDPOINTS
 from ogsync.simulator.server import SimulatorConfig, simulator_in_thread
 from ogsync.sync import SyncOptions, SyncResult, run_sync
+from ogsync.webhooks.inbox import SQLiteInbox
+from ogsync.webhooks.receiver import receiver_in_thread
 
 
 def _counts(path: Path, schema: str) -> dict[str, tuple[int, int]]:
@@ -27,23 +37,52 @@ def _counts(path: Path, schema: str) -> dict[str, tuple[int, int]]:
         }
 
 
+def _wait_for_webhooks(url: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = httpx.get(f"{url}/__sim__/webhooks").json()
+        done = seen["delivered"] + seen["gave_up"] >= seen["queued"] and not seen["pending"]
+        if done or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.1)
+
+
 def run_demo(records: int, path: Path, console: Console) -> None:
     for leftover in (path, path.with_name(path.name + ".wal")):
         leftover.unlink(missing_ok=True)
     console.print(f"Starting the Ordergroove simulator with about {records:,} records...")
-    with simulator_in_thread(SimulatorConfig(records=records)) as sim:
+    secret = secrets.token_hex(16)
+    with (
+        tempfile.TemporaryDirectory(prefix="ogsync-demo-") as folder,
+        SQLiteInbox(Path(folder) / "inbox.sqlite") as inbox,
+        receiver_in_thread(inbox, [secret]) as receiver,
+        simulator_in_thread(
+            SimulatorConfig(
+                records=records,
+                webhook_url=f"{receiver.url}/webhooks/ordergroove",
+                webhook_secrets=[secret],
+                webhook_retry_seconds=0.2,
+            )
+        ) as sim,
+    ):
         settings = Settings(api_key=sim.api_key, base_url=sim.url, destination=f"duckdb:///{path}")
         options = SyncOptions(endpoints=ENDPOINTS)
 
-        first = run_sync(settings, options)
+        first = run_sync(settings, options, inbox=inbox)
         console.print(_result_table("1. Full sync of all nine endpoints", first))
         before = _counts(path, settings.schema)
 
         change = httpx.post(f"{sim.url}/__sim__/advance", json={"minutes": 90, "changes": 400})
         made = change.json()["changes"]
-        console.print(f"\n2. 90 simulated minutes pass with 400 changes: {made}\n")
+        console.print(f"\n2. 90 simulated minutes pass with 400 changes: {made}")
+        delivered = _wait_for_webhooks(sim.url)
+        console.print(
+            f"   Signed webhooks delivered to the receiver: {delivered['delivered']} "
+            f"({delivered['by_type'].get('order.delete', 0)} order.delete, "
+            f"{delivered['by_type'].get('item.remove', 0)} item.remove)\n"
+        )
 
-        second = run_sync(settings, options)
+        second = run_sync(settings, options, inbox=inbox)
         console.print(_result_table("3. Incremental sync", second))
         after = _counts(path, settings.schema)
 

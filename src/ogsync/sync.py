@@ -430,13 +430,19 @@ def run_sync(
     options: SyncOptions,
     listener: Listener | None = None,
     stop: threading.Event | None = None,
+    inbox: Inbox | None = None,
 ) -> SyncResult:
-    """Open the API client and the warehouse from settings and run one sync."""
+    """Open the API client and the warehouse from settings and run one sync.
+
+    The webhook inbox drained first is the one given, else the one the settings point to.
+    """
     api_key = settings.require_api_key()
     destination = open_destination(
         settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
     )
-    inbox = inbox_for_sync(settings)
+    own_inbox = inbox is None
+    if own_inbox:
+        inbox = inbox_for_sync(settings)
     try:
         with OrdergrooveClient(
             settings.base_url,
@@ -449,5 +455,5 @@ def run_sync(
             return engine.run()
     finally:
         destination.close()
-        if inbox is not None:
+        if own_inbox and inbox is not None:
             inbox.close()
