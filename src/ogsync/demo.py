@@ -100,8 +100,9 @@ def run_demo(records: int, path: Path, console: Console) -> None:
             )
         console.print(table)
         console.print(
-            f'Query it: duckdb {path} "SELECT status, count(*) FROM ordergroove.orders_live '
-            'GROUP BY 1"'
+            'Query it: .venv/bin/python -c "import duckdb; '
+            f"print(duckdb.connect('{path}').sql("
+            "'SELECT status, count(*) FROM ordergroove.orders_live GROUP BY 1'))\""
         )
 
 
