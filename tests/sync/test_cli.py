@@ -15,7 +15,7 @@ import pytest
 from sync_support import assert_equals_truth, query, stats
 
 from ogsync.endpoints import BY_NAME
-from ogsync.simulator.server import simulator_process
+from ogsync.simulator.server import free_port, simulator_process
 
 SECRET_KEY = "k3y-THAT-must-NEVER-leak-9f8e7d"
 
@@ -231,3 +231,14 @@ def test_webhooks_apply_stores_events_and_records_deletions(tmp_path):
     assert query(db, "SELECT record_id, reason FROM ordergroove._ogsync_deletions") == [
         ("a" * 32, "webhook:order.delete")
     ]
+
+
+def test_an_unreachable_database_exits_2_with_one_line_and_no_password(api, tmp_path):
+    port = free_port()  # nothing listens there
+    url = f"postgresql://ogsync:hunter2-very-secret@127.0.0.1:{port}/warehouse"
+    result = ogsync("sync", env={**env_for(api, tmp_path / "w.duckdb"),
+                                 "OGSYNC_DESTINATION": url}, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "cannot connect" in line and "***" in line
+    assert "hunter2" not in result.stderr + result.stdout
