@@ -69,6 +69,7 @@ class WebhookDeliverer:
         self.timeout = timeout_seconds
         self.stats = DeliveryStats()
         self._queue: list[_Pending] = []
+        self._sending = 0
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -80,7 +81,8 @@ class WebhookDeliverer:
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        """Events not yet delivered or given up, the one being sent included."""
+        return len(self._queue) + self._sending
 
     def enqueue(self, events: list[dict[str, Any]]) -> None:
         if not self.enabled or not events:
@@ -123,7 +125,11 @@ class WebhookDeliverer:
                         await asyncio.wait_for(self._wake.wait(), timeout=wait)
                     continue
                 item = heapq.heappop(self._queue)
-                await self._attempt(client, item)
+                self._sending += 1
+                try:
+                    await self._attempt(client, item)
+                finally:
+                    self._sending -= 1
 
     async def _attempt(self, client: httpx.AsyncClient, item: _Pending) -> None:
         item.attempts += 1
