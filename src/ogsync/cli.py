@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -22,11 +23,13 @@ from ogsync.destinations.base import AlreadyRunning, DestinationError, RunLog
 from ogsync.endpoints import select
 from ogsync.output import LogListener, ProgressListener, configure_logging, summary_table
 from ogsync.plan import WindowSize
+from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE
 from ogsync.simulator.faults import Faults
 from ogsync.simulator.server import DEFAULT_API_KEY, SimulatorConfig, serve, utc
 from ogsync.sync import (
     EXIT_AUTH,
     EXIT_ENDPOINT_FAILED,
+    EXIT_OK,
     Backfill,
     EndpointOutcome,
     SyncOptions,
@@ -454,6 +457,95 @@ def backfill(
         backfill=spec,
     )
     raise typer.Exit(_run_logged(settings, options, log_format))
+
+
+@app.command()
+def schedule(
+    cron: str = typer.Option(DEFAULT_CRON, help="When to sync (cron, in --timezone)."),
+    timezone: str = typer.Option(DEFAULT_ZONE, help="Zone the cron expression is read in."),
+    with_webhooks: bool = typer.Option(False, help="Also receive webhooks in this process."),
+    webhooks_host: str = typer.Option("127.0.0.1", help="Address of the webhook receiver."),
+    webhooks_port: int = typer.Option(8766, help="Port of the webhook receiver."),
+    endpoints: str | None = typer.Option(
+        None, help="Comma-separated endpoints, or 'all'. Default: the seven the guide names."
+    ),
+    reconcile: bool = typer.Option(False, help="Reconcile after each sync."),
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    env: EnvOpt = None,
+    base_url: BaseUrlOpt = None,
+    config: ConfigOpt = None,
+    log_format: LogFormat = "text",
+) -> None:
+    """Run `sync` on a schedule until stopped (SIGTERM or Ctrl-C finish the run in flight)."""
+    from ogsync.schedule import Scheduler, validate_cron
+
+    settings = _settings(
+        destination=destination, schema=schema, env=env, base_url=base_url, config=config
+    )
+    try:
+        validate_cron(cron)
+        tz = zone(timezone)
+        chosen = select(endpoints)
+        settings.require_api_key()
+    except (ValueError, ConfigError) as exc:
+        raise fail(str(exc)) from None
+    options = SyncOptions(
+        endpoints=chosen,
+        overlap=settings.overlap,
+        max_workers=min(settings.workers, 5),
+        batch_records=settings.batch_records,
+        reconcile=reconcile,
+    )
+    if log_format not in ("text", "json"):
+        raise fail(f"--log-format {log_format!r}: use text or json")
+    configure_logging(log_format)
+    listener = LogListener()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    scheduler = Scheduler(cron, tz, _scheduled_sync(settings, options, listener))
+    with contextlib.ExitStack() as stack:
+        if with_webhooks:
+            stack.enter_context(_webhook_receiver(settings, webhooks_host, webhooks_port))
+        scheduler.run(stop)
+    raise typer.Exit(EXIT_OK)
+
+
+def _scheduled_sync(settings: Settings, options: SyncOptions, listener: LogListener):
+    """One scheduled run; every outcome is an exit status for the log, never an exit."""
+    log = logging.getLogger("ogsync.schedule")
+
+    def job(stop: threading.Event) -> int:
+        try:
+            return run_sync(settings, options, listener, stop).exit_code
+        except AlreadyRunning as exc:
+            log.error("%s", exc)
+            return EXIT_ENDPOINT_FAILED
+        except (DestinationError, ConfigError) as exc:
+            log.error("%s", exc)
+            return EXIT_CONFIG
+        except AuthError as exc:
+            log.error("%s", exc)
+            return EXIT_AUTH
+        except ApiError as exc:
+            log.error("%s", exc)
+            return EXIT_ENDPOINT_FAILED
+
+    return job
+
+
+@contextlib.contextmanager
+def _webhook_receiver(settings: Settings, host: str, port: int):
+    from ogsync.webhooks.inbox import open_inbox
+    from ogsync.webhooks.receiver import receiver_in_thread
+
+    keys = [k.strip() for k in (settings.webhook_secret or "").split(",") if k.strip()]
+    if not keys:
+        raise fail("no webhook secret: set OGSYNC_WEBHOOK_SECRET (the verification key)")
+    with open_inbox(settings) as inbox, receiver_in_thread(inbox, keys, host, port) as running:
+        err.print(f"ogsync webhooks: listening on {running.url}/webhooks/ordergroove")
+        yield
 
 
 @app.command("reconcile")
