@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ogsync.apitime import from_local_naive, zone
 from ogsync.client import ApiError, AuthError, OrdergrooveClient, RequestStats, RetryPolicy
-from ogsync.config import ConfigError, Settings, load_settings
+from ogsync.config import ConfigError, Settings, load_settings, merchant_names
 from ogsync.destinations.base import AlreadyRunning, DestinationError, RunLog
 from ogsync.endpoints import select
 from ogsync.output import LogListener, ProgressListener, configure_logging, summary_table
@@ -244,8 +244,9 @@ LogFormat = Annotated[
 
 def _settings(**flags: object) -> Settings:
     config = flags.pop("config", None)
+    merchant = flags.pop("merchant", None)
     try:
-        return load_settings(flags, config_path=config)  # type: ignore[arg-type]
+        return load_settings(flags, config_path=config, merchant=merchant)  # type: ignore[arg-type]
     except ConfigError as exc:
         raise fail(str(exc)) from None
 
@@ -293,19 +294,15 @@ def sync(
         "--metrics-file",
         help="Write the run's Prometheus metrics here (for node_exporter's textfile collector).",
     ),
+    merchant: str | None = typer.Option(
+        None, help="Sync this merchant of the settings file (default: each in turn)."
+    ),
 ) -> None:
     """Bring the warehouse up to date with the API (exit 0 ok, 1 an endpoint failed)."""
-    settings = _settings(
-        destination=destination,
-        schema=schema,
-        env=env,
-        base_url=base_url,
-        workers=workers,
-        config=config,
-    )
     try:
         chosen = select(endpoints)
-    except ValueError as exc:
+        names = [merchant] if merchant else merchant_names(config_path=config) or [None]
+    except (ValueError, ConfigError) as exc:
         raise fail(str(exc)) from None
     if metrics_file is not None:
         from ogsync.metrics_file import check_writable
@@ -313,17 +310,31 @@ def sync(
         problem = check_writable(metrics_file)
         if problem:
             raise fail(problem)
-    options = SyncOptions(
-        endpoints=chosen,
-        since=_instant(since, settings.tz, "--since"),
-        until=_instant(until, settings.tz, "--until"),
-        full_refresh=full_refresh,
-        overlap=settings.overlap,
-        max_workers=min(settings.workers, 5),
-        batch_records=settings.batch_records,
-        reconcile=reconcile,
-    )
-    raise typer.Exit(_run_logged(settings, options, log_format, metrics_file))
+    worst = EXIT_OK
+    for name in names:  # merchants one after another, each into its own schema and state
+        settings = _settings(
+            destination=destination,
+            schema=schema,
+            env=env,
+            base_url=base_url,
+            workers=workers,
+            config=config,
+            merchant=name,
+        )
+        options = SyncOptions(
+            endpoints=chosen,
+            since=_instant(since, settings.tz, "--since"),
+            until=_instant(until, settings.tz, "--until"),
+            full_refresh=full_refresh,
+            overlap=settings.overlap,
+            max_workers=min(settings.workers, 5),
+            batch_records=settings.batch_records,
+            reconcile=reconcile,
+        )
+        if name is not None:
+            err.print(f"merchant {name} (schema {settings.schema})")
+        worst = max(worst, _run_logged(settings, options, log_format, metrics_file))
+    raise typer.Exit(worst)
 
 
 def _run_logged(

@@ -88,6 +88,17 @@ FILE_KEYS = {f.name for f in fields(Settings)} - {"api_key", "webhook_secret"} |
     "env",
     "api_key_env",
     "webhook_secret_env",
+    "merchants",
+}
+# What a `[merchants.NAME]` table may set: who the merchant is and where its data goes.
+MERCHANT_KEYS = {
+    "api_key_env",
+    "webhook_secret_env",
+    "base_url",
+    "env",
+    "schema",
+    "destination",
+    "api_timezone",
 }
 
 
@@ -105,7 +116,34 @@ def _read_file(path: Path) -> dict[str, Any]:
     unknown = set(section) - FILE_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    merchants = section.get("merchants", {})
+    if not isinstance(merchants, dict) or not all(isinstance(m, dict) for m in merchants.values()):
+        raise ConfigError(f"{path}: merchants must be tables, e.g. [merchants.my-store]")
+    for name, merchant in merchants.items():
+        unknown = set(merchant) - MERCHANT_KEYS
+        if unknown:
+            raise ConfigError(
+                f"{path}: unknown setting(s) for merchant {name}: {', '.join(sorted(unknown))}"
+            )
+        if "api_key_env" not in merchant:
+            raise ConfigError(f"{path}: merchant {name} needs api_key_env (a variable's name)")
     return dict(section)
+
+
+def _config_path(config_path: Path | None, environ: Mapping[str, str]) -> Path | None:
+    path = config_path or (Path(environ["OGSYNC_CONFIG"]) if "OGSYNC_CONFIG" in environ else None)
+    if path is None and Path(CONFIG_FILE).is_file():
+        path = Path(CONFIG_FILE)
+    return path
+
+
+def merchant_names(
+    *, environ: Mapping[str, str] | None = None, config_path: Path | None = None
+) -> list[str]:
+    """The merchants the settings file lists, in its order (none: a single merchant)."""
+    environ = os.environ if environ is None else environ
+    path = _config_path(config_path, environ)
+    return list(_read_file(path).get("merchants", {})) if path else []
 
 
 def load_settings(
@@ -113,22 +151,36 @@ def load_settings(
     *,
     environ: Mapping[str, str] | None = None,
     config_path: Path | None = None,
+    merchant: str | None = None,
 ) -> Settings:
-    """Merge file, environment and flags (None means not given) and validate the result."""
+    """Merge file, environment and flags (None means not given) and validate the result.
+
+    With `merchant`, that merchant's table of the file is laid over the rest (its key, host
+    and schema are its own, whatever the environment says); flags still come last.
+    """
     environ = os.environ if environ is None else environ
-    path = config_path or (Path(environ["OGSYNC_CONFIG"]) if "OGSYNC_CONFIG" in environ else None)
-    if path is None and Path(CONFIG_FILE).is_file():
-        path = Path(CONFIG_FILE)
+    path = _config_path(config_path, environ)
     merged: dict[str, Any] = _read_file(path) if path else {}
-    for var in ("api_key_env", "webhook_secret_env"):
-        name = merged.pop(var, None)
-        if name is not None:
-            if name not in environ:
-                raise ConfigError(f"{path}: {var} names {name}, which is not set")
-            merged[var.removesuffix("_env")] = environ[name]
+    merchants = merged.pop("merchants", {})
+    own: dict[str, Any] = {}
+    if merchant is not None:
+        if merchant not in merchants:
+            listed = ", ".join(merchants) or "none"
+            raise ConfigError(f"unknown merchant {merchant!r}: the settings file lists {listed}")
+        own = dict(merchants[merchant])
+    for source in (merged, own):
+        for var in ("api_key_env", "webhook_secret_env"):
+            name = source.pop(var, None)
+            if name is not None:
+                if name not in environ:
+                    raise ConfigError(f"{path}: {var} names {name}, which is not set")
+                source[var.removesuffix("_env")] = environ[name]
     for var, name in ENV_VARS.items():
         if environ.get(var):
             merged[name] = environ[var]
+    if "env" in own and "base_url" not in own:
+        merged.pop("base_url", None)
+    merged.update(own)
     merged.update({k: v for k, v in (flags or {}).items() if v is not None})
     env = merged.pop("env", None)
     if env is not None:

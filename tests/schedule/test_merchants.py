@@ -1,0 +1,60 @@
+"""Several merchants in one settings file: each its own key, host, schema, state and runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import duckdb
+import httpx
+
+from ogsync.endpoints import select
+from ogsync.simulator.server import simulator_process
+
+
+def ogsync(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ogsync", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def live_keys(db, schema: str, table: str, key: str) -> set[str]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        rows = conn.execute(f"SELECT {key} FROM {schema}.{table} WHERE _deleted_at IS NULL")
+        return {r[0] for r in rows.fetchall()}
+
+
+def test_two_merchants_sync_into_separate_schemas_with_separate_state(tmp_path):
+    with (
+        simulator_process(["--records", "800", "--seed", "61"], api_key="alpha-key-1") as alpha,
+        simulator_process(["--records", "600", "--seed", "62"], api_key="beta-key-2") as beta,
+    ):
+        db = tmp_path / "w.duckdb"
+        (tmp_path / "ogsync.toml").write_text(
+            f'destination = "duckdb:///{db}"\n'
+            f'[merchants.alpha]\napi_key_env = "ALPHA_KEY"\nbase_url = "{alpha.url}"\n'
+            'schema = "alpha"\n'
+            f'[merchants.beta]\napi_key_env = "BETA_KEY"\nbase_url = "{beta.url}"\n'
+            'schema = "beta"\n'
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+        env.update(ALPHA_KEY="alpha-key-1", BETA_KEY="beta-key-2", OGSYNC_API_KEY="ignored")
+        both = ogsync("sync", env=env, cwd=tmp_path)
+        assert both.returncode == 0, both.stderr
+        for schema, api in (("alpha", alpha), ("beta", beta)):
+            for ep in select(None):
+                truth = {str(r[ep.key]) for r in
+                         httpx.get(f"{api.url}/__sim__/truth/{ep.name}").json()}  # fmt: skip
+                assert live_keys(db, schema, ep.name, ep.column_key) == truth, (schema, ep.name)
+        only = ogsync("sync", "--merchant", "beta", env=env, cwd=tmp_path)
+        assert only.returncode == 0, only.stderr
+        with duckdb.connect(str(db), read_only=True) as conn:
+            runs = {
+                schema: conn.execute(
+                    f"SELECT count(DISTINCT run_id) FROM {schema}._ogsync_runs"
+                ).fetchone()[0]
+                for schema in ("alpha", "beta")
+            }
+        assert runs == {"alpha": 1, "beta": 2}
+        unknown = ogsync("sync", "--merchant", "gamma", env=env, cwd=tmp_path)
+        assert unknown.returncode == 2 and "unknown merchant 'gamma'" in unknown.stderr
