@@ -488,26 +488,32 @@ def schedule(
     config: ConfigOpt = None,
     log_format: LogFormat = "text",
 ) -> None:
-    """Run `sync` on a schedule until stopped (SIGTERM or Ctrl-C finish the run in flight)."""
+    """Run `sync` on a schedule until stopped (SIGTERM or Ctrl-C finish the run in flight).
+
+    With several merchants in the settings file, each run syncs each of them in turn.
+    """
     from ogsync.schedule import Scheduler, validate_cron
 
-    settings = _settings(
-        destination=destination, schema=schema, env=env, base_url=base_url, config=config
-    )
     try:
         validate_cron(cron)
         tz = zone(timezone)
         chosen = select(endpoints)
-        settings.require_api_key()
+        names = merchant_names(config_path=config) or [None]
+        runs = []
+        for name in names:
+            settings = _settings(destination=destination, schema=schema, env=env,
+                                 base_url=base_url, config=config, merchant=name)  # fmt: skip
+            settings.require_api_key()
+            options = SyncOptions(
+                endpoints=chosen,
+                overlap=settings.overlap,
+                max_workers=min(settings.workers, 5),
+                batch_records=settings.batch_records,
+                reconcile=reconcile,
+            )
+            runs.append((settings, options))
     except (ValueError, ConfigError) as exc:
         raise fail(str(exc)) from None
-    options = SyncOptions(
-        endpoints=chosen,
-        overlap=settings.overlap,
-        max_workers=min(settings.workers, 5),
-        batch_records=settings.batch_records,
-        reconcile=reconcile,
-    )
     if log_format not in ("text", "json"):
         raise fail(f"--log-format {log_format!r}: use text or json")
     configure_logging(log_format)
@@ -515,10 +521,11 @@ def schedule(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    scheduler = Scheduler(cron, tz, _scheduled_sync(settings, options, listener))
+    jobs = [_scheduled_sync(settings, options, listener) for settings, options in runs]
+    scheduler = Scheduler(cron, tz, lambda event: max(job(event) for job in jobs))
     with contextlib.ExitStack() as stack:
         if with_webhooks:
-            stack.enter_context(_webhook_receiver(settings, webhooks_host, webhooks_port))
+            stack.enter_context(_webhook_receiver(runs[0][0], webhooks_host, webhooks_port))
         scheduler.run(stop)
     raise typer.Exit(EXIT_OK)
 
