@@ -144,99 +144,83 @@ def run_soak(
                    OGSYNC_WEBHOOK_INBOX=str(inbox))  # fmt: skip
         receive = ["webhooks", "serve", "--port", str(receiver_port), "--inbox", str(inbox)]
         children: list[subprocess.Popen] = []
+
+        def spawn(args: list[str]) -> subprocess.Popen:
+            child = ogsync_process(args, env, work, log)
+            children.append(child)
+            return child
+
         try:
-            return _soak(api.url, env, work, log, db, inbox, receive, receiver_port, children,
-                         rng, kills, command, kill_after, started)  # fmt: skip
+            receiver = spawn(receive)
+            wait_http(f"http://127.0.0.1:{receiver_port}/healthz")
+            httpx.post(f"{api.url}/__sim__/faults", json=FAULTS).raise_for_status()
+
+            changing = threading.Event()
+            changing.set()
+
+            def change() -> None:
+                while changing.is_set():
+                    httpx.post(f"{api.url}/__sim__/advance", json={"minutes": 2, "changes": 20},
+                               timeout=60)  # fmt: skip
+                    time.sleep(0.3)
+
+            changer = threading.Thread(target=change, daemon=True)
+            changer.start()
+            argv = ["sync", "--log-format", "json"]
+            if command == "backfill":
+                argv = ["backfill", "--start", "2023-01-01", "--window", "month",
+                        "--log-format", "json"]  # fmt: skip
+            killed = finished = receiver_kills = 0
+            for n in range(kills):
+                victim = spawn(argv)
+                time.sleep(rng.uniform(*kill_after))
+                if victim.poll() is None:
+                    victim.send_signal(signal.SIGKILL)
+                    killed += 1
+                else:
+                    finished += 1
+                victim.wait()
+                if n % 5 == 4:  # the receiver dies too, now and then
+                    receiver.send_signal(signal.SIGKILL)
+                    receiver.wait()
+                    receiver_kills += 1
+                    time.sleep(rng.uniform(0.1, 1.0))
+                    receiver = spawn(receive)
+                    wait_http(f"http://127.0.0.1:{receiver_port}/healthz")
+            changing.clear()
+            changer.join()
+            stats = httpx.get(f"{api.url}/__sim__/stats").json()
+            calm = {k: 0.0 for k in FAULTS} | {"latency_ms": 0.0}
+            httpx.post(f"{api.url}/__sim__/faults", json=calm).raise_for_status()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                hooks = httpx.get(f"{api.url}/__sim__/webhooks").json()
+                if (
+                    hooks["delivered"] + hooks["gave_up"] >= hooks["queued"]
+                    and not hooks["pending"]
+                ):
+                    break
+                time.sleep(0.2)
+            receiver.send_signal(signal.SIGTERM)
+            receiver.wait(timeout=30)
+            final = subprocess.run([sys.executable, "-m", "ogsync", "sync", "--log-format", "json"],
+                                   env=env, cwd=work, capture_output=True, text=True)  # fmt: skip
+            assert final.returncode == 0, final.stderr[-2000:]
+            checked = check(api.url, db, inbox)
+            return SoakReport(
+                command=command,
+                runs=kills,
+                killed=killed,
+                finished=finished,
+                receiver_kills=receiver_kills,
+                seconds=time.monotonic() - started,
+                faults=stats["faults"],
+                statuses=stats["statuses"],
+                webhooks=hooks,
+                checked=checked,
+            )
         finally:
             for child in children:  # whatever an assertion left running
                 if child.poll() is None:
                     child.kill()
                     child.wait()
-
-
-def _soak(
-    api_url: str,
-    env: dict[str, str],
-    work: Path,
-    log: Path,
-    db: Path,
-    inbox: Path,
-    receive: list[str],
-    receiver_port: int,
-    children: list[subprocess.Popen],
-    rng: random.Random,
-    kills: int,
-    command_name: str,
-    kill_after: tuple[float, float],
-    started: float,
-) -> SoakReport:
-    def spawn(args: list[str]) -> subprocess.Popen:
-        child = ogsync_process(args, env, work, log)
-        children.append(child)
-        return child
-
-    receiver = spawn(receive)
-    wait_http(f"http://127.0.0.1:{receiver_port}/healthz")
-    httpx.post(f"{api_url}/__sim__/faults", json=FAULTS).raise_for_status()
-
-    changing = threading.Event()
-    changing.set()
-
-    def change() -> None:
-        while changing.is_set():
-            httpx.post(f"{api_url}/__sim__/advance", json={"minutes": 2, "changes": 20},
-                       timeout=60)  # fmt: skip
-            time.sleep(0.3)
-
-    changer = threading.Thread(target=change, daemon=True)
-    changer.start()
-    argv = ["sync", "--log-format", "json"]
-    if command_name == "backfill":
-        argv = ["backfill", "--start", "2023-01-01", "--window", "month",
-                "--log-format", "json"]  # fmt: skip
-    killed = finished = receiver_kills = 0
-    for n in range(kills):
-        victim = spawn(argv)
-        time.sleep(rng.uniform(*kill_after))
-        if victim.poll() is None:
-            victim.send_signal(signal.SIGKILL)
-            killed += 1
-        else:
-            finished += 1
-        victim.wait()
-        if n % 5 == 4:  # the receiver dies too, now and then
-            receiver.send_signal(signal.SIGKILL)
-            receiver.wait()
-            receiver_kills += 1
-            time.sleep(rng.uniform(0.1, 1.0))
-            receiver = spawn(receive)
-            wait_http(f"http://127.0.0.1:{receiver_port}/healthz")
-    changing.clear()
-    changer.join()
-    stats = httpx.get(f"{api_url}/__sim__/stats").json()
-    calm = {k: 0.0 for k in FAULTS} | {"latency_ms": 0.0}
-    httpx.post(f"{api_url}/__sim__/faults", json=calm).raise_for_status()
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        hooks = httpx.get(f"{api_url}/__sim__/webhooks").json()
-        if hooks["delivered"] + hooks["gave_up"] >= hooks["queued"] and not hooks["pending"]:
-            break
-        time.sleep(0.2)
-    receiver.send_signal(signal.SIGTERM)
-    receiver.wait(timeout=30)
-    final = subprocess.run([sys.executable, "-m", "ogsync", "sync", "--log-format", "json"],
-                           env=env, cwd=work, capture_output=True, text=True)  # fmt: skip
-    assert final.returncode == 0, final.stderr[-2000:]
-    checked = check(api_url, db, inbox)
-    return SoakReport(
-        command=command_name,
-        runs=kills,
-        killed=killed,
-        finished=finished,
-        receiver_kills=receiver_kills,
-        seconds=time.monotonic() - started,
-        faults=stats["faults"],
-        statuses=stats["statuses"],
-        webhooks=hooks,
-        checked=checked,
-    )
