@@ -6,7 +6,7 @@ range filters the same way. Every conversion between that and UTC lives here.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 API_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -74,13 +74,5 @@ def parse_filter(value: str, *, end: bool) -> datetime:
     return datetime.combine(day, time(23, 59, 59) if end else time(0, 0, 0))
 
 
-def epoch(instant: datetime) -> int:
-    return int(instant.timestamp())
-
-
 def from_epoch(seconds: int | float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
-
-
-def floor_second(instant: datetime) -> datetime:
-    return instant - timedelta(microseconds=instant.microsecond)

@@ -182,7 +182,7 @@ def webhooks_serve(
     from ogsync.webhooks.receiver import serve_webhooks
 
     settings = _settings(destination=destination, schema=schema, config=config)
-    secrets = [s.strip() for s in (settings.webhook_secret or "").split(",") if s.strip()]
+    secrets = settings.webhook_secrets
     if not secrets:
         raise fail("no webhook secret: set OGSYNC_WEBHOOK_SECRET (the verification key)")
     configure_logging("text")
@@ -321,14 +321,12 @@ def sync(
             config=config,
             merchant=name,
         )
-        options = SyncOptions(
-            endpoints=chosen,
+        options = SyncOptions.from_settings(
+            settings,
+            chosen,
             since=_instant(since, settings.tz, "--since"),
             until=_instant(until, settings.tz, "--until"),
             full_refresh=full_refresh,
-            overlap=settings.overlap,
-            max_workers=min(settings.workers, 5),
-            batch_records=settings.batch_records,
             reconcile=reconcile,
         )
         if name is not None:
@@ -460,13 +458,7 @@ def backfill(
         size=window,
         slow_page_seconds=slow_page_seconds,
     )
-    options = SyncOptions(
-        endpoints=chosen,
-        overlap=settings.overlap,
-        max_workers=min(settings.workers, 5),
-        batch_records=settings.batch_records,
-        backfill=spec,
-    )
+    options = SyncOptions.from_settings(settings, chosen, backfill=spec)
     raise typer.Exit(_run_logged(settings, options, log_format))
 
 
@@ -504,13 +496,7 @@ def schedule(
             settings = _settings(destination=destination, schema=schema, env=env,
                                  base_url=base_url, config=config, merchant=name)  # fmt: skip
             settings.require_api_key()
-            options = SyncOptions(
-                endpoints=chosen,
-                overlap=settings.overlap,
-                max_workers=min(settings.workers, 5),
-                batch_records=settings.batch_records,
-                reconcile=reconcile,
-            )
+            options = SyncOptions.from_settings(settings, chosen, reconcile=reconcile)
             runs.append((settings, options))
     except (ValueError, ConfigError) as exc:
         raise fail(str(exc)) from None
@@ -558,7 +544,7 @@ def _webhook_receiver(settings: Settings, host: str, port: int):
     from ogsync.webhooks.inbox import open_inbox
     from ogsync.webhooks.receiver import receiver_in_thread
 
-    keys = [k.strip() for k in (settings.webhook_secret or "").split(",") if k.strip()]
+    keys = settings.webhook_secrets
     if not keys:
         raise fail("no webhook secret: set OGSYNC_WEBHOOK_SECRET (the verification key)")
     with open_inbox(settings) as inbox, receiver_in_thread(inbox, keys, host, port) as running:
@@ -579,7 +565,7 @@ def reconcile_command(
     settings = _settings(
         destination=destination, schema=schema, env=env, base_url=base_url, config=config
     )
-    options = SyncOptions(endpoints=(), overlap=settings.overlap, reconcile=True)
+    options = SyncOptions.from_settings(settings, (), reconcile=True)
     raise typer.Exit(_run_logged(settings, options, log_format))
 
 

@@ -57,6 +57,11 @@ class Settings:
     def overlap(self) -> timedelta:
         return timedelta(minutes=self.overlap_minutes)
 
+    @property
+    def webhook_secrets(self) -> list[str]:
+        """The verification keys: one, or two separated by a comma while they rotate."""
+        return [k.strip() for k in (self.webhook_secret or "").split(",") if k.strip()]
+
     def require_api_key(self) -> str:
         if not self.api_key:
             raise ConfigError("no API key: set OGSYNC_API_KEY (a key with Bulk Operations)")

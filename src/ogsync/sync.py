@@ -76,6 +76,19 @@ class SyncOptions:
     reconcile: bool = False  # after the endpoints, catch deletions whose webhooks were lost
     backfill: Backfill | None = None  # load history in windows instead of syncing
 
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, endpoints: Sequence[Endpoint], **chosen: Any
+    ) -> SyncOptions:
+        """Options as the settings give them (at most five workers), plus the run's choices."""
+        return cls(
+            endpoints=endpoints,
+            overlap=settings.overlap,
+            max_workers=min(settings.workers, 5),
+            batch_records=settings.batch_records,
+            **chosen,
+        )
+
 
 @dataclass(frozen=True)
 class Backfill:

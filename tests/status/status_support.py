@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,27 +31,6 @@ def sync_into(
     finally:
         destination.close()
         client.close()
-
-
-def ogsync(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    """`python -m ogsync ARGS`, with none of the caller's OGSYNC_ settings leaking in."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "ogsync", *args],
-        env=full_env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert "Traceback" not in result.stderr, result.stderr
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def query(db: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple]:

@@ -8,9 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from status_support import DEFAULT_ENDPOINTS, ogsync, one_line_error, query
+from status_support import DEFAULT_ENDPOINTS, query
 
 from ogsync.simulator.server import simulator_process
+from ogsync.testing.cli import one_line_error
+from ogsync.testing.cli import run_ogsync as ogsync
 
 DEFAULT_NAMES = {ep.name for ep in DEFAULT_ENDPOINTS}
 PER_ENDPOINT = (

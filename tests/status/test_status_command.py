@@ -8,11 +8,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from status_support import DEFAULT_ENDPOINTS, ogsync, one_line_error, query, sync_into
+from status_support import DEFAULT_ENDPOINTS, query, sync_into
 
 from ogsync.endpoints import BY_NAME
 from ogsync.simulator.server import SimulatorConfig, simulator_in_thread
 from ogsync.status import EndpointStatus, parse_duration, stale
+from ogsync.testing.cli import one_line_error
+from ogsync.testing.cli import run_ogsync as ogsync
 
 DEFAULT_NAMES = {ep.name for ep in DEFAULT_ENDPOINTS}
 

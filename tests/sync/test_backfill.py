@@ -14,13 +14,15 @@ from sync_support import (
     simulator,
     stats,
 )
-from test_cli import SECRET_KEY, env_for, ogsync, spawn
+from test_cli import SECRET_KEY, env_for
 
 from ogsync.endpoints import BY_NAME
 from ogsync.plan import WindowSize
 from ogsync.simulator.faults import Faults
 from ogsync.simulator.server import simulator_process
 from ogsync.sync import Backfill, Listener
+from ogsync.testing.cli import run_ogsync as ogsync
+from ogsync.testing.cli import spawn_ogsync
 
 HISTORY_START = datetime(2023, 1, 1, tzinfo=UTC)  # before the simulator's oldest record
 
@@ -88,7 +90,7 @@ def test_a_backfill_killed_at_several_points_resumes_without_refetching_committe
         kills = 0
         for share in (0.2, 0.45, 0.7):
             start = stats(api)["requests_total"]
-            victim = spawn(*command, env=env_for(api, db), cwd=work)
+            victim = spawn_ogsync(*command, env=env_for(api, db), cwd=work)
             deadline = time.monotonic() + 60
             while stats(api)["requests_total"] - start < uninterrupted * share / 2:
                 assert victim.poll() is None and time.monotonic() < deadline

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,35 +13,10 @@ from sync_support import assert_equals_truth, query, stats
 
 from ogsync.endpoints import BY_NAME
 from ogsync.simulator.server import free_port, simulator_process
+from ogsync.testing.cli import one_line_error, spawn_ogsync
+from ogsync.testing.cli import run_ogsync as ogsync
 
 SECRET_KEY = "k3y-THAT-must-NEVER-leak-9f8e7d"
-
-
-def ogsync(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, **kw):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "ogsync", *args],
-        env=full_env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=kw.pop("timeout", 120),
-        **kw,
-    )
-
-
-def spawn(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
-    full_env.update(env)
-    return subprocess.Popen(
-        [sys.executable, "-m", "ogsync", *args],
-        env=full_env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +34,6 @@ def env_for(api, db: Path, **extra: str) -> dict[str, str]:
         "OGSYNC_DESTINATION": f"duckdb:///{db}",
         **extra,
     }
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert "Traceback" not in result.stderr
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -151,7 +116,7 @@ def test_a_second_sync_on_the_same_warehouse_exits_with_a_clear_message(api, tmp
     db = tmp_path / "w.duckdb"
     # Slow on purpose (5 requests a second) so that the two runs overlap.
     (tmp_path / "ogsync.toml").write_text("batch_records = 100\nrequests_per_minute = 300\n")
-    first = spawn(
+    first = spawn_ogsync(
         "sync", "--endpoints", "items", "--log-format", "json", env=env_for(api, db), cwd=tmp_path
     )
     try:
@@ -171,7 +136,7 @@ def test_a_sync_killed_between_batches_resumes_without_loss_or_duplicates(api, t
     (tmp_path / "ogsync.toml").write_text("batch_records = 200\nrequests_per_minute = 100000\n")
     env = env_for(api, db)
     before = stats(api)["requests"].get("items", 0)
-    victim = spawn(
+    victim = spawn_ogsync(
         "sync", "--endpoints", "items,orders", "--log-format", "json", env=env, cwd=tmp_path
     )
     deadline = time.monotonic() + 60

@@ -43,7 +43,8 @@ def requests(draw):
     headers: dict[str, str] = {}
     sent = body
     if mode == "random":
-        headers[name] = draw(printable)
+        # h11 refuses to send a value with outer whitespace (a server would strip it anyway)
+        headers[name] = draw(printable.filter(lambda s: s == s.strip()))
     elif mode == "shaped":
         parts = [f"ts={draw(printable.filter(lambda s: ',' not in s))}"]
         parts += [f"sig={draw(hexish)}" for _ in range(draw(st.integers(0, 3)))]

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from webhook_support import SECRET
 
-
-def ogsync(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "ogsync", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from ogsync.testing.cli import run_ogsync as ogsync
 
 
 def test_help_names_the_options():

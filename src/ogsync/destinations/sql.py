@@ -320,47 +320,42 @@ class SqlDestination(ABC):
     def _soft_delete_unseen(
         self, ep: Endpoint, seen: set[str], run_id: str, synced_at: datetime
     ) -> int:
-        sql = self.table_sql(ep)
-        key = quote(sql.key)
-        keys = pa.table({"key": pa.array(sorted(seen), pa.string())})
-        with self.stage(f"ogsync_seen_{ep.name}", keys) as staged:
-            gone = self.execute(
-                f"UPDATE {sql.table} SET _deleted_at = ?, _deleted_reason = 'full_refresh' "
-                f"WHERE _deleted_at IS NULL AND {key} NOT IN (SELECT key FROM {staged}) "
-                f"RETURNING {key}",
-                [synced_at],
-            )
-        if gone:
-            self.executemany(
-                f"INSERT INTO {self.s}.{DELETIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
-                [(ep.name, k, synced_at, "full_refresh", run_id, synced_at) for (k,) in gone],
-            )
-        return len(gone)
+        """After a complete full refresh: every live row the API did not return."""
+        return self._soft_delete(ep, seen, "NOT IN", "full_refresh", run_id, synced_at)
 
     def soft_delete(self, ep: Endpoint, keys: Sequence[str], reason: str, source: str) -> int:
         """Soft-delete these rows of `ep` (live ones only), with their tombstones."""
         if not keys:
             return 0
-        now = datetime.now(UTC)
+        with self.transaction():
+            return self._soft_delete(ep, keys, "IN", reason, source, datetime.now(UTC))
+
+    def _soft_delete(
+        self,
+        ep: Endpoint,
+        keys: Iterable[str],
+        membership: str,
+        reason: str,
+        source: str,
+        now: datetime,
+    ) -> int:
+        """Soft-delete the live rows whose key is `membership` ("IN"/"NOT IN") `keys`, and
+        record a tombstone for each in `_ogsync_deletions`."""
         sql = self.table_sql(ep)
         key = quote(sql.key)
-        with (
-            self.transaction(),
-            self.stage(
-                f"ogsync_gone_{ep.name}", pa.table({"key": pa.array(list(keys), pa.string())})
-            ) as staged,
-        ):
+        staged_keys = pa.table({"key": pa.array(sorted(keys), pa.string())})
+        with self.stage(f"ogsync_keys_{ep.name}", staged_keys) as staged:
             gone = self.execute(
                 f"UPDATE {sql.table} SET _deleted_at = ?, _deleted_reason = ? "
-                f"WHERE _deleted_at IS NULL AND {key} IN (SELECT key FROM {staged}) "
+                f"WHERE _deleted_at IS NULL AND {key} {membership} (SELECT key FROM {staged}) "
                 f"RETURNING {key}",
                 [now, reason],
             )
-            if gone:
-                self.executemany(
-                    f"INSERT INTO {self.s}.{DELETIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
-                    [(ep.name, k, now, reason, source, now) for (k,) in gone],
-                )
+        if gone:
+            self.executemany(
+                f"INSERT INTO {self.s}.{DELETIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+                [(ep.name, k, now, reason, source, now) for (k,) in gone],
+            )
         return len(gone)
 
     def _save_state(self, ep: Endpoint, commit: Commit, now: datetime) -> None:

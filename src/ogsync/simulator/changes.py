@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
+from ogsync.apitime import parse_api
 from ogsync.endpoints import BY_NAME
 from ogsync.simulator.data import (
     CANCEL_REASONS,
@@ -115,11 +115,8 @@ class Changer:
         return obj
 
     def unix(self, value: Any) -> int | None:
-        try:
-            local = datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
-        except (TypeError, ValueError):
-            return None
-        return int(local.replace(tzinfo=self.factory.tz).timestamp())
+        instant = parse_api(value, self.factory.tz)
+        return None if instant is None else int(instant.timestamp())
 
     def order_items(self, order_id: str) -> list[Record]:
         return self.store.find(ITEMS, order=order_id)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from ogsync.apitime import format_api, from_epoch
 from ogsync.endpoints import BY_NAME
 from ogsync.simulator.store import SORT_TS, Store
 
@@ -75,7 +76,7 @@ class Factory:
     def ts(self, seconds: int | None) -> str | None:
         if seconds is None:
             return None
-        return datetime.fromtimestamp(seconds, self.tz).strftime("%Y-%m-%d %H:%M:%S")
+        return format_api(from_epoch(seconds), self.tz)
 
     def date(self, seconds: int) -> str:
         return datetime.fromtimestamp(seconds, self.tz).strftime("%Y-%m-%d")

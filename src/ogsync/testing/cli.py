@@ -1,0 +1,49 @@
+"""Running the `ogsync` command as a user would, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any OGSYNC_ setting, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+    env.update(extra or {})
+    return env
+
+
+def run_ogsync(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -m ogsync ARGS` to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "ogsync", *args],
+        env=clean_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def spawn_ogsync(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    """`python -m ogsync ARGS` left running, its output on pipes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ogsync", *args],
+        env=clean_env(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The single line a failed command printed (and assert it is one, with no traceback)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1, result.stderr
+    return lines[0]
