@@ -43,8 +43,7 @@ def requests(draw):
     headers: dict[str, str] = {}
     sent = body
     if mode == "random":
-        # h11 refuses to send a value with outer whitespace (a server would strip it anyway)
-        headers[name] = draw(printable.filter(lambda s: s == s.strip()))
+        headers[name] = draw(printable)
     elif mode == "shaped":
         parts = [f"ts={draw(printable.filter(lambda s: ',' not in s))}"]
         parts += [f"sig={draw(hexish)}" for _ in range(draw(st.integers(0, 3)))]
@@ -60,7 +59,9 @@ def requests(draw):
                 sent = body[:at] + bytes([body[at] ^ draw(st.integers(1, 255))]) + body[at + 1 :]
             else:
                 sent = body + draw(st.binary(min_size=1, max_size=5))
-    return mode, headers, sent
+    # HTTP cannot carry a value's outer whitespace (the client refuses to send it, a server
+    # would strip it): send what would arrive.
+    return mode, {k: v.strip() for k, v in headers.items()}, sent
 
 
 def is_event(body: bytes) -> str | None:
