@@ -205,32 +205,16 @@ def webhooks_apply(
     config: ConfigOpt = None,
 ) -> None:
     """Apply the inbox now: store every event, soft-delete what the deletions name."""
-    from ogsync.destinations import open_destination
-    from ogsync.endpoints import ENDPOINTS
-    from ogsync.webhooks.apply import apply_inbox
-    from ogsync.webhooks.inbox import open_inbox
+    from ogsync.webhooks.apply import InboxUnavailable, apply_webhooks
 
     settings = _settings(destination=destination, schema=schema, config=config)
     configure_logging("text")
     try:
-        warehouse = open_destination(
-            settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
-        )
+        result = apply_webhooks(settings, inbox)
     except AlreadyRunning as exc:
         raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
-    except DestinationError as exc:
+    except (DestinationError, InboxUnavailable) as exc:
         raise fail(str(exc)) from None
-    try:
-        opened = open_inbox(settings, inbox)
-    except Exception as exc:
-        warehouse.close()
-        raise fail(f"cannot open the webhook inbox: {exc}") from None
-    try:
-        warehouse.prepare(ENDPOINTS)
-        result = apply_inbox(opened, warehouse)
-    finally:
-        opened.close()
-        warehouse.close()
     Console().print(
         f"{result.stored} events stored, {result.deletions} deletions recorded, "
         f"{result.soft_deleted} rows soft-deleted"
@@ -464,8 +448,12 @@ def backfill(
 
 @app.command()
 def schedule(
-    cron: str = typer.Option(DEFAULT_CRON, help="When to sync (cron, in --timezone)."),
-    timezone: str = typer.Option(DEFAULT_ZONE, help="Zone the cron expression is read in."),
+    cron: str | None = typer.Option(
+        None, help=f"When to sync (cron, in --timezone; settings: schedule; '{DEFAULT_CRON}')."
+    ),
+    timezone: str | None = typer.Option(
+        None, help=f"Zone the cron is read in (settings: schedule_timezone; {DEFAULT_ZONE})."
+    ),
     with_webhooks: bool = typer.Option(False, help="Also receive webhooks in this process."),
     webhooks_host: str = typer.Option("127.0.0.1", help="Address of the webhook receiver."),
     webhooks_port: int = typer.Option(8766, help="Port of the webhook receiver."),
@@ -487,8 +475,6 @@ def schedule(
     from ogsync.schedule import Scheduler, validate_cron
 
     try:
-        validate_cron(cron)
-        tz = zone(timezone)
         chosen = select(endpoints)
         names = merchant_names(config_path=config) or [None]
         runs = []
@@ -498,6 +484,8 @@ def schedule(
             settings.require_api_key()
             options = SyncOptions.from_settings(settings, chosen, reconcile=reconcile)
             runs.append((settings, options))
+        cron = validate_cron(cron or runs[0][0].schedule)
+        tz = zone(timezone or runs[0][0].schedule_timezone)
     except (ValueError, ConfigError) as exc:
         raise fail(str(exc)) from None
     if log_format not in ("text", "json"):

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
+from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE, validate_cron
 
 ENVIRONMENTS = {
     "production": "https://restapi.ordergroove.com",
@@ -48,6 +49,9 @@ class Settings:
     # DuckDB's own memory (its cache and primary-key indexes). When the key indexes of a
     # large merchant outgrow it, the destination raises it rather than fail (see duckdb.py).
     duckdb_memory_limit: str | None = "128MB"
+    # When `ogsync schedule` and the Airflow DAGs run: a cron expression read in a zone.
+    schedule: str = DEFAULT_CRON
+    schedule_timezone: str = DEFAULT_ZONE
 
     @property
     def tz(self) -> ZoneInfo:
@@ -70,9 +74,7 @@ class Settings:
     def __repr__(self) -> str:  # keep secrets out of any accidental print
         shown = {
             f.name: (
-                "***"
-                if f.name in ("api_key", "webhook_secret") and getattr(self, f.name)
-                else getattr(self, f.name)
+                "***" if f.name in SECRETS and getattr(self, f.name) else getattr(self, f.name)
             )
             for f in fields(self)
         }
@@ -89,7 +91,8 @@ ENV_VARS = {
     "OGSYNC_WEBHOOK_SECRET": "webhook_secret",
     "OGSYNC_API_TIMEZONE": "api_timezone",
 }
-FILE_KEYS = {f.name for f in fields(Settings)} - {"api_key", "webhook_secret"} | {
+SECRETS = {"api_key", "webhook_secret"}
+FILE_KEYS = {f.name for f in fields(Settings)} - SECRETS | {
     "env",
     "api_key_env",
     "webhook_secret_env",
@@ -157,11 +160,14 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     config_path: Path | None = None,
     merchant: str | None = None,
+    secrets: bool = True,
 ) -> Settings:
     """Merge file, environment and flags (None means not given) and validate the result.
 
     With `merchant`, that merchant's table of the file is laid over the rest (its key, host
-    and schema are its own, whatever the environment says); flags still come last.
+    and schema are its own, whatever the environment says); flags still come last. Without
+    `secrets`, the key and webhook secret are left unset: for planning where they are not at
+    hand, as in an Airflow DAG processor.
     """
     environ = os.environ if environ is None else environ
     path = _config_path(config_path, environ)
@@ -176,12 +182,12 @@ def load_settings(
     for source in (merged, own):
         for var in ("api_key_env", "webhook_secret_env"):
             name = source.pop(var, None)
-            if name is not None:
+            if name is not None and secrets:
                 if name not in environ:
                     raise ConfigError(f"{path}: {var} names {name}, which is not set")
                 source[var.removesuffix("_env")] = environ[name]
     for var, name in ENV_VARS.items():
-        if environ.get(var):
+        if environ.get(var) and (secrets or name not in SECRETS):
             merged[name] = environ[var]
     if "env" in own and "base_url" not in own:
         merged.pop("base_url", None)
@@ -227,6 +233,11 @@ def _validated(values: dict[str, Any]) -> Settings:
     ):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be above 0")
+    try:
+        validate_cron(settings.schedule)
+        zone(settings.schedule_timezone)
+    except ValueError as exc:
+        raise ConfigError(f"schedule: {exc}") from None
     if settings.overlap_minutes < 0:
         raise ConfigError("overlap_minutes must not be negative")
     if not settings.schema.replace("_", "").isalnum():

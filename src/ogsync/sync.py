@@ -75,6 +75,14 @@ class SyncOptions:
     batch_records: int = 5000
     reconcile: bool = False  # after the endpoints, catch deletions whose webhooks were lost
     backfill: Backfill | None = None  # load history in windows instead of syncing
+    # False: hold only the chosen endpoints of the warehouse, so that runs of other endpoints
+    # can go at the same time (one Airflow task per endpoint). The webhook inbox and
+    # reconciling touch other endpoints' rows, so they are left to a run holding it all.
+    exclusive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.reconcile and not self.exclusive:
+            raise ValueError("reconcile needs the whole warehouse: run it on its own")
 
     @classmethod
     def from_settings(
@@ -447,14 +455,20 @@ def run_sync(
 ) -> SyncResult:
     """Open the API client and the warehouse from settings and run one sync.
 
-    The webhook inbox drained first is the one given, else the one the settings point to.
+    The webhook inbox drained first is the one given, else the one the settings point to
+    (none when the run is not exclusive).
     """
     api_key = settings.require_api_key()
     destination = open_destination(
-        settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
+        settings.destination,
+        settings.schema,
+        duckdb_memory_limit=settings.duckdb_memory_limit,
+        claims=None if options.exclusive else [ep.name for ep in options.endpoints],
     )
     own_inbox = inbox is None
-    if own_inbox:
+    if not options.exclusive:
+        inbox = None
+    elif own_inbox:
         inbox = inbox_for_sync(settings)
     try:
         with OrdergrooveClient(

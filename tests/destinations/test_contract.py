@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -720,6 +721,45 @@ def test_postgres_second_destination_on_a_schema_is_already_running(pg_wh, postg
         second.prepare(ENDPOINTS)
     finally:
         second.close()
+
+
+def test_postgres_runs_claiming_different_endpoints_share_a_schema_and_nothing_else_does(
+    pg_wh, postgres_server
+):
+    url, schema = postgres_server.url, pg_wh.schema
+    customers = PostgresDestination(url, schema, claims=["customers"])
+    orders = PostgresDestination(url, schema, claims=["orders", "items"])
+    try:
+        for claims in (["customers"], ["items", "payments"], None):  # claimed, or everything
+            with pytest.raises(AlreadyRunning) as raised:
+                PostgresDestination(url, schema, claims=claims)
+            assert "another ogsync process is syncing" in str(raised.value)
+            assert postgres_server.password not in str(raised.value)
+        PostgresDestination(url, schema, claims=["payments"]).close()  # not taken by the failure
+        # both make the (missing) tables at the same moment, then write their own endpoint
+        start = threading.Barrier(2)
+
+        def prepare(dest: PostgresDestination) -> None:
+            start.wait()
+            dest.prepare(ENDPOINTS)
+
+        with ThreadPoolExecutor(2) as pool:
+            for done in [pool.submit(prepare, d) for d in (customers, orders)]:
+                done.result()  # neither fails on a table the other was making
+        for dest, ep in ((customers, CUSTOMERS), (orders, ORDERS)):
+            records = [rec(ep, f"{ep.name}-{i}", "2025-01-15 10:00:00") for i in range(2)]
+            (written,) = dest.write([(ep, batch(ep, records), commit(ep, f"run-{ep.name}"))])
+            assert written.written == 2
+    finally:
+        customers.close()
+        orders.close()
+    assert (pg_wh.count("customers"), pg_wh.count("orders")) == (2, 2)
+    whole = PostgresDestination(url, schema)  # everything is free again
+    try:
+        with pytest.raises(AlreadyRunning):
+            PostgresDestination(url, schema, claims=["payments"])
+    finally:
+        whole.close()
 
 
 def test_postgres_connection_loss_reconnects_and_the_batch_lands_once(

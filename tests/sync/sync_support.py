@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -15,7 +16,7 @@ import orjson
 from ogsync.apitime import zone
 from ogsync.client import OrdergrooveClient, RateBudget, RetryPolicy
 from ogsync.destinations.duckdb import DuckDBDestination
-from ogsync.endpoints import ENDPOINTS, Endpoint
+from ogsync.endpoints import BY_NAME, ENDPOINTS, Endpoint
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
 from ogsync.sync import Listener, SyncEngine, SyncOptions, SyncResult
 
@@ -120,3 +121,25 @@ def assert_equals_truth(sim: RunningSimulator, db: Path, endpoints=ENDPOINTS) ->
         assert not stale, f"{ep.name}: {len(stale)} stale versions, e.g. {stale[:3]}"
         checked[ep.name] = len(expected)
     return checked
+
+
+def wait_for_deliveries(sim, timeout: float = 60) -> dict:
+    """Until every queued webhook was delivered or given up (the in-flight one included)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = httpx.get(f"{sim.url}/__sim__/webhooks").json()
+        if seen["delivered"] + seen["gave_up"] >= seen["queued"] and not seen["pending"]:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError("the simulator did not finish delivering its webhooks")
+
+
+def assert_deletions_reflected(sim, db) -> None:
+    for ep in (BY_NAME["orders"], BY_NAME["items"]):
+        live = set(rows(db, ep, "_deleted_at IS NULL"))
+        soft = set(rows(db, ep, "_deleted_at IS NOT NULL"))
+        assert live == set(truth(sim, ep)), ep.name
+        gone = deleted_ids(sim, ep)
+        assert soft <= gone, ep.name
+        # what was deleted and never soft-deleted never reached the warehouse at all
+        assert not (gone - soft) & set(rows(db, ep)), ep.name

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-import httpx
 import orjson
-from sync_support import advance, deleted_ids, query, rows, run_sync, simulator, truth
+from sync_support import (
+    advance,
+    assert_deletions_reflected,
+    deleted_ids,
+    query,
+    rows,
+    run_sync,
+    simulator,
+    truth,
+    wait_for_deliveries,
+)
 
 from ogsync.destinations.duckdb import DuckDBDestination
 from ogsync.endpoints import BY_NAME
@@ -49,17 +57,6 @@ def changes_with_events(sim, minutes: int, count: int) -> list[Event]:
     start = clock.now()
     clock.advance(minutes * 60)
     return as_events(sim.sim.changer.apply(start, clock.now(), count))
-
-
-def assert_deletions_reflected(sim, db) -> None:
-    for ep in (ORDERS, ITEMS):
-        live = set(rows(db, ep, "_deleted_at IS NULL"))
-        soft = set(rows(db, ep, "_deleted_at IS NOT NULL"))
-        assert live == set(truth(sim, ep)), ep.name
-        gone = deleted_ids(sim, ep)
-        assert soft <= gone, ep.name
-        # what was deleted and never soft-deleted never reached the warehouse at all
-        assert not (gone - soft) & set(rows(db, ep)), ep.name
 
 
 def test_deletions_racing_a_sync_end_soft_deleted_and_stale_copies_stay_deleted(db):
@@ -107,17 +104,6 @@ def test_reconcile_catches_deletions_whose_webhooks_never_came_and_spares_placed
         run_sync(sim, db)  # the next sync brings the placed orders up to date
         live = set(rows(db, ORDERS, "_deleted_at IS NULL"))
         assert live - deleted_orders == set(truth(sim, ORDERS))
-
-
-def wait_for_deliveries(sim, timeout: float = 60) -> dict:
-    """Until every queued webhook was delivered or given up (the in-flight one included)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = httpx.get(f"{sim.url}/__sim__/webhooks").json()
-        if seen["delivered"] + seen["gave_up"] >= seen["queued"] and not seen["pending"]:
-            return seen
-        time.sleep(0.05)
-    raise AssertionError("the simulator did not finish delivering its webhooks")
 
 
 def test_signed_webhooks_delivered_twice_and_out_of_order_end_as_soft_deletes(db, tmp_path):

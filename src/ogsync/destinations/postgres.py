@@ -1,7 +1,10 @@
 """PostgreSQL: batches go in with COPY to a staging table, then one INSERT ... ON CONFLICT.
 
-An advisory lock held for the whole run keeps two hosts from syncing one warehouse. If the
-connection drops, the batch in flight has rolled back with it; we reconnect, take the lock
+Advisory locks held for the whole run keep two hosts from syncing one warehouse. A run takes
+the schema's lock exclusively, unless it claims only some endpoints (as the Airflow tasks do,
+one endpoint each): then it shares the schema's lock and takes each claimed endpoint's lock
+exclusively, so runs of different endpoints go side by side and nothing else gets in. If the
+connection drops, the batch in flight has rolled back with it; we reconnect, take the locks
 again and run the batch again, a few times, before the endpoint fails.
 """
 
@@ -11,7 +14,7 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -51,6 +54,13 @@ POSTGRES = Dialect(
     param="%s",
 )
 RECONNECTS = 3
+
+
+def _try_lock(conn: psycopg.Connection[Any], function: str, name: str) -> bool:
+    (locked,) = conn.execute(f"SELECT {function}(hashtextextended(%s, 0))", [name]).fetchone() or (
+        False,
+    )
+    return bool(locked)
 
 
 def _password(url: str) -> str:
@@ -108,9 +118,10 @@ def _without_nul(table: pa.Table) -> pa.Table:
 class PostgresDestination(SqlDestination):
     dialect = POSTGRES
 
-    def __init__(self, url: str, schema: str) -> None:
+    def __init__(self, url: str, schema: str, claims: Collection[str] | None = None) -> None:
         self.url = url
         self.schema = schema
+        self.claims = sorted(set(claims)) if claims is not None else None
         self._password = _password(url)
         self.conn = self._connect()
 
@@ -127,14 +138,22 @@ class PostgresDestination(SqlDestination):
             raise DestinationError(
                 f"cannot connect to {masked(self.url)}: {self._safe(exc)}"
             ) from None
-        (locked,) = conn.execute(
-            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [f"ogsync:{self.schema}"]
-        ).fetchone() or (False,)
-        if not locked:
-            conn.close()
+        schema_lock = f"ogsync:{self.schema}"
+        if self.claims is None:
+            held = _try_lock(conn, "pg_try_advisory_lock", schema_lock)
+        else:
+            held = _try_lock(conn, "pg_try_advisory_lock_shared", schema_lock) and all(
+                _try_lock(conn, "pg_try_advisory_lock", f"{schema_lock}:{name}")
+                for name in self.claims
+            )
+        if not held:
+            conn.close()  # closing the session releases whatever it took
+            what = f"schema {self.schema}"
+            if self.claims is not None:
+                what = f"{', '.join(self.claims)} in {what}"
             raise AlreadyRunning(
-                f"another ogsync process is syncing schema {self.schema} on "
-                f"{masked(self.url)}; wait for it to finish"
+                f"another ogsync process is syncing {what} on {masked(self.url)}; "
+                "wait for it to finish"
             )
         return conn
 
@@ -200,7 +219,16 @@ class PostgresDestination(SqlDestination):
         self._reconnecting(lambda: SqlDestination.log_run(self, run))
 
     def prepare(self, endpoints: Iterable[Endpoint]) -> None:
-        self._reconnecting(lambda: SqlDestination.prepare(self, endpoints))
+        def prepare() -> None:
+            # Runs that share the schema may both find a table missing; one creates it.
+            with self.transaction():
+                self.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))",
+                    [f"ogsync:{self.schema}:ddl"],
+                )
+                SqlDestination.prepare(self, endpoints)
+
+        self._reconnecting(prepare)
 
     def load_states(self) -> Mapping[str, EndpointState]:
         return self._reconnecting(lambda: SqlDestination.load_states(self))

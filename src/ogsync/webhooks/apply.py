@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ogsync.config import Settings
 from ogsync.destinations.base import ApplyResult, Destination
 from ogsync.webhooks.inbox import DEFAULT_INBOX_PATH, INBOX_ENV, Inbox, open_inbox
 
@@ -36,6 +37,38 @@ def apply_inbox(inbox: Inbox, destination: Destination, batch: int = BATCH) -> A
             extra={"event": "webhooks_applied", **vars(total)},
         )
     return total
+
+
+class InboxUnavailable(RuntimeError):
+    """The inbox could not be opened; the message is one line, for the user."""
+
+
+def apply_webhooks(settings: Settings, inbox_path: Path | None = None) -> ApplyResult:
+    """Hold the whole warehouse and apply what its inbox holds (`ogsync webhooks apply`).
+
+    The inbox is the file given, else the one a sync would drain; with neither, there is
+    nothing to apply and the warehouse's tables are only made ready.
+    """
+    from ogsync.destinations import open_destination
+    from ogsync.endpoints import ENDPOINTS
+
+    warehouse = open_destination(
+        settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
+    )
+    try:
+        try:
+            inbox = open_inbox(settings, inbox_path) if inbox_path else inbox_for_sync(settings)
+        except Exception as exc:
+            raise InboxUnavailable(f"cannot open the webhook inbox: {exc}") from None
+        warehouse.prepare(ENDPOINTS)
+        if inbox is None:
+            return ApplyResult()
+        try:
+            return apply_inbox(inbox, warehouse)
+        finally:
+            inbox.close()
+    finally:
+        warehouse.close()
 
 
 def inbox_for_sync(settings: Any) -> Inbox | None:

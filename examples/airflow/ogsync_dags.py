@@ -1,0 +1,16 @@
+"""ogsync on Airflow: put this file and ogsync.toml in the DAGs folder.
+
+Gives one DAG per merchant of ogsync.toml (`ogsync_<merchant>`): the webhook deletions
+applied first, then one task per endpoint, at most five at once, in the pool
+`ogsync_<merchant>`. Create each pool once:
+
+    airflow pools set ogsync_my-store 5 "ogsync: my-store's endpoints"
+
+The workers need ogsync installed and the variables ogsync.toml names (the API keys).
+"""
+
+from pathlib import Path
+
+from ogsync.airflow import ogsync_dags
+
+globals().update(ogsync_dags(Path(__file__).with_name("ogsync.toml")))

@@ -1,0 +1,186 @@
+"""Ordergroove syncs as Airflow DAGs: one DAG per merchant, one mapped task per endpoint.
+
+Each DAG first applies the webhook deletions (holding the merchant's whole warehouse), then
+syncs each endpoint in its own task, several at once, and optionally reconciles at the end.
+Every task calls the library function `ogsync sync` calls; nothing of the sync lives here.
+
+Airflow parses DAG files where the secrets may not be, so the DAGs are planned from the
+settings file alone; each task reads its merchant's settings, key included, when it runs.
+A DAG file needs only:
+
+    from ogsync.airflow import ogsync_dags
+
+    globals().update(ogsync_dags("/opt/ogsync/ogsync.toml"))
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, CronTriggerTimetable, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from ogsync.config import ConfigError, Settings, load_settings, merchant_names
+from ogsync.endpoints import select
+
+if TYPE_CHECKING:  # the sync itself is imported when a task runs, not when Airflow parses
+    from ogsync.sync import SyncOptions
+
+# The guide's limit: no more than five of one merchant's endpoints fetched at once.
+MAX_PARALLEL_ENDPOINTS = 5
+
+
+def ogsync_dags(
+    config_path: str | Path | None = None,
+    *,
+    endpoints: str | None = None,
+    reconcile: bool = False,
+    retries: int = 3,
+    retry_delay: timedelta = timedelta(minutes=5),
+    max_retry_delay: timedelta = timedelta(hours=1),
+    start_date: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+) -> dict[str, DAG]:
+    """A DAG for each merchant the settings file lists (one for a file without merchants),
+    by DAG id: `ogsync_<merchant>`, or `ogsync`."""
+    path = Path(config_path) if config_path is not None else None
+    dags = [
+        ogsync_dag(
+            name,
+            config_path=path,
+            endpoints=endpoints,
+            reconcile=reconcile,
+            retries=retries,
+            retry_delay=retry_delay,
+            max_retry_delay=max_retry_delay,
+            start_date=start_date,
+        )
+        for name in merchant_names(config_path=path) or [None]
+    ]
+    return {dag.dag_id: dag for dag in dags}
+
+
+def ogsync_dag(
+    merchant: str | None = None,
+    *,
+    config_path: str | Path | None = None,
+    endpoints: str | None = None,
+    reconcile: bool = False,
+    retries: int = 3,
+    retry_delay: timedelta = timedelta(minutes=5),
+    max_retry_delay: timedelta = timedelta(hours=1),
+    start_date: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+    pool: str | None = None,
+) -> DAG:
+    """One merchant's DAG: apply webhooks, then one task per endpoint, then reconcile.
+
+    The schedule is the settings' `schedule` in `schedule_timezone`. Endpoint tasks run in
+    the pool `pool` (default `ogsync_<merchant>`, which must exist: `airflow pools set
+    ogsync_<merchant> 5 ...`), at most five at once per run, and one at a time into DuckDB,
+    whose file one process at a time may write. Failed tasks retry with exponential backoff,
+    except for a bad key or bad settings, which retrying cannot mend.
+    """
+    path = Path(config_path) if config_path is not None else None
+    planned = load_settings(config_path=path, merchant=merchant, secrets=False)
+    names = [ep.name for ep in select(endpoints)]
+    one_writer = planned.destination.startswith("duckdb:")
+    dag_id = f"ogsync_{merchant}" if merchant else "ogsync"
+
+    def settings() -> Settings:
+        try:
+            return load_settings(config_path=path, merchant=merchant)
+        except ConfigError as exc:
+            raise AirflowFailException(str(exc)) from None
+
+    with DAG(
+        dag_id,
+        description=f"Ordergroove into {planned.destination.split(':', 1)[0]} "
+        f"schema {planned.schema}",
+        schedule=CronTriggerTimetable(planned.schedule, timezone=planned.schedule_timezone),
+        start_date=start_date,
+        catchup=False,
+        max_active_runs=1,  # a run's windows start where the last run's ended
+        default_args={
+            "retries": retries,
+            "retry_delay": retry_delay,
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": max_retry_delay,
+        },
+        tags=["ogsync", "ordergroove"],
+    ) as dag:
+
+        @task(task_id="apply_webhooks")
+        def apply_deletions() -> dict[str, int]:
+            """Deletions the webhooks announced, applied before the endpoints load."""
+            from ogsync.webhooks.apply import apply_webhooks
+
+            return vars(apply_webhooks(settings()))
+
+        @task(
+            task_id="sync",
+            pool=pool or f"ogsync_{merchant or 'default'}",
+            max_active_tis_per_dagrun=1 if one_writer else MAX_PARALLEL_ENDPOINTS,
+            map_index_template="{{ ogsync_endpoint }}",
+        )
+        def sync_endpoint(endpoint: str) -> dict[str, Any]:
+            """One endpoint, holding only that endpoint of the warehouse."""
+            from ogsync.sync import SyncOptions
+
+            get_current_context()["ogsync_endpoint"] = endpoint  # type: ignore[typeddict-unknown-key]
+            chosen = settings()
+            options = SyncOptions.from_settings(chosen, select(endpoint), exclusive=False)
+            return _outcome(chosen, options)
+
+        @task(task_id="reconcile")
+        def reconcile_deletions() -> dict[str, Any]:
+            """Deletions whose webhooks never came: unsent orders and items the API lost."""
+            from ogsync.sync import SyncOptions
+
+            chosen = settings()
+            return _outcome(chosen, SyncOptions.from_settings(chosen, (), reconcile=True))
+
+        synced = sync_endpoint.expand(endpoint=names)
+        apply_deletions() >> synced
+        if reconcile:
+            synced >> reconcile_deletions()
+    return dag
+
+
+def _outcome(settings: Settings, options: SyncOptions) -> dict[str, Any]:
+    """Run the sync; what it did, for XCom, or the exception that makes Airflow retry."""
+    from ogsync.client import AuthError
+    from ogsync.output import LogListener
+    from ogsync.sync import EXIT_AUTH, run_sync
+
+    try:
+        result = run_sync(settings, options, LogListener())
+    except (ConfigError, AuthError) as exc:
+        raise AirflowFailException(str(exc)) from None
+    runs = [o.run for o in result.outcomes]
+    runs += result.reconciled.runs if result.reconciled else []
+    failed = "; ".join(f"{r.endpoint}: {r.error}" for r in runs if r.status != "success")
+    if result.exit_code == EXIT_AUTH:
+        raise AirflowFailException(failed)
+    if failed:
+        raise SyncFailed(failed)
+    return {
+        "run_id": result.run_id,
+        "run_started_at": result.run_started_at.isoformat(),
+        "endpoints": {
+            r.endpoint: {
+                "kind": r.kind,
+                "records": r.records,
+                "requests": r.requests,
+                "retries": r.retries,
+                "soft_deletes": r.soft_deletes,
+                "window_start": r.window_start.isoformat() if r.window_start else None,
+                "window_end": r.window_end.isoformat() if r.window_end else None,
+            }
+            for r in runs
+        },
+    }
+
+
+class SyncFailed(RuntimeError):
+    """An endpoint's run failed; Airflow retries the task, which resumes where it stopped."""

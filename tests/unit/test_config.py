@@ -1,0 +1,93 @@
+"""Settings: file, environment and flags merged in that order, merchants laid over, checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ogsync.config import ConfigError, load_settings, merchant_names
+from ogsync.endpoints import select
+from ogsync.sync import SyncOptions
+
+FILE = """
+destination = "duckdb:///shared.duckdb"
+schedule = "15 12 * * *"
+schedule_timezone = "America/Denver"
+api_key_env = "TOP_KEY"
+
+[merchants.east]
+api_key_env = "EAST_KEY"
+schema = "east"
+env = "staging"
+
+[merchants.west]
+api_key_env = "WEST_KEY"
+destination = "postgresql://ogsync@db.example:5432/wh"
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "ogsync.toml"
+    path.write_text(FILE)
+    return path
+
+
+def test_flags_beat_the_environment_which_beats_the_file(config):
+    environ = {"TOP_KEY": "file-key", "OGSYNC_SCHEMA": "from_env"}
+    settings = load_settings({"schema": None, "workers": 3}, environ=environ, config_path=config)
+    assert (settings.api_key, settings.schema, settings.workers) == ("file-key", "from_env", 3)
+    flagged = load_settings({"schema": "from_flag"}, environ=environ, config_path=config)
+    assert flagged.schema == "from_flag"
+    assert merchant_names(environ={}, config_path=config) == ["east", "west"]
+
+
+def test_a_merchant_has_its_own_key_host_schema_and_destination(config):
+    environ = {"TOP_KEY": "t", "EAST_KEY": "e", "WEST_KEY": "w", "OGSYNC_API_KEY": "ignored"}
+    east = load_settings(environ=environ, config_path=config, merchant="east")
+    assert (east.api_key, east.schema, east.base_url) == (
+        "e", "east", "https://staging.restapi.ordergroove.com"
+    )  # fmt: skip
+    assert east.destination == "duckdb:///shared.duckdb"
+    west = load_settings(environ=environ, config_path=config, merchant="west")
+    assert (west.api_key, west.destination) == ("w", "postgresql://ogsync@db.example:5432/wh")
+    assert (west.schedule, west.schedule_timezone) == ("15 12 * * *", "America/Denver")
+
+
+def test_a_named_key_variable_that_is_not_set_is_an_error_unless_secrets_are_not_wanted(config):
+    with pytest.raises(ConfigError, match="api_key_env names EAST_KEY, which is not set"):
+        load_settings(environ={"TOP_KEY": "t"}, config_path=config, merchant="east")
+    planned = load_settings(
+        environ={"OGSYNC_API_KEY": "k", "OGSYNC_WEBHOOK_SECRET": "s"},
+        config_path=config,
+        merchant="east",
+        secrets=False,
+    )
+    assert (planned.api_key, planned.webhook_secret, planned.schema) == (None, None, "east")
+    key = "sk-live-9f3e2a"
+    assert key not in repr(load_settings(environ={"OGSYNC_API_KEY": key}))
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ('schedule = "every day"', "schedule: bad cron expression 'every day'"),
+        ('schedule_timezone = "Mars/Olympus"', "schedule: "),
+        ("workers = 0", "workers must be above 0"),
+        ("wrokers = 2", "unknown setting(s) wrokers"),
+        ('schema = "a-b"', "schema 'a-b'"),
+    ],
+)
+def test_bad_settings_are_one_clear_line(tmp_path, line, needle):
+    path = tmp_path / "ogsync.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={}, config_path=path)
+    assert needle in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_run_holding_only_its_endpoints_cannot_reconcile():
+    with pytest.raises(ValueError, match="reconcile needs the whole warehouse"):
+        SyncOptions(select("orders"), reconcile=True, exclusive=False)
+    assert SyncOptions(select("orders"), exclusive=False).exclusive is False
