@@ -8,7 +8,7 @@ import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import pyarrow
@@ -36,6 +36,9 @@ from ogsync.sync import (
     SyncResult,
     run_sync,
 )
+
+if TYPE_CHECKING:
+    from ogsync.metrics_file import MerchantRun
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 simulator_app = typer.Typer(no_args_is_help=True, help="The local Ordergroove API simulator.")
@@ -294,7 +297,10 @@ def sync(
         problem = check_writable(metrics_file)
         if problem:
             raise fail(problem)
+    from ogsync.metrics_file import MerchantRun
+
     worst = EXIT_OK
+    ran: list[MerchantRun] = []
     for name in names:  # merchants one after another, each into its own schema and state
         settings = _settings(
             destination=destination,
@@ -315,49 +321,52 @@ def sync(
         )
         if name is not None:
             err.print(f"merchant {name} (schema {settings.schema})")
-        worst = max(worst, _run_logged(settings, options, log_format, metrics_file))
+        code, result = _run_logged(settings, options, log_format)
+        worst = max(worst, code)
+        if result is not None:  # one merchant failing does not keep the others from running
+            failed = any(o.run.status != "success" for o in result.outcomes)
+            last = _last_successes(settings) if failed and metrics_file else None
+            ran.append(MerchantRun(name or "", result, last))
+    if metrics_file is not None and ran:
+        _write_metrics(metrics_file, ran)
     raise typer.Exit(worst)
 
 
 def _run_logged(
-    settings: Settings, options: SyncOptions, log_format: str, metrics_file: Path | None = None
-) -> int:
-    """Run a sync, backfill or reconcile with the output the user asked for; its exit code."""
+    settings: Settings, options: SyncOptions, log_format: str
+) -> tuple[int, SyncResult | None]:
+    """Run a sync, backfill or reconcile with the output the user asked for.
+
+    Returns its exit code and what it did: a run that failed as a whole counts each chosen
+    endpoint failed, and one refused because another holds the warehouse has no result (the
+    run holding it reports for itself).
+    """
     console = Console(stderr=True)
-    return _run(settings, options, _listener(console, log_format), console, metrics_file)
-
-
-def _run(
-    settings: Settings,
-    options: SyncOptions,
-    listener: LogListener,
-    console: Console,
-    metrics_file: Path | None = None,
-) -> int:
+    listener = _listener(console, log_format)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         result = run_sync(settings, options, listener, stop)
-    except AlreadyRunning as exc:  # the run holding the warehouse writes its own metrics
-        raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
-    except DestinationError as exc:
-        _write_metrics(metrics_file, settings, _failed_run(options, exc))
-        raise fail(str(exc)) from None
+    except AlreadyRunning as exc:
+        return _error(str(exc), EXIT_ENDPOINT_FAILED), None
     except AuthError as exc:
-        _write_metrics(metrics_file, settings, _failed_run(options, exc))
-        raise fail(str(exc), EXIT_AUTH) from None
-    except (ApiError, ConfigError) as exc:
-        _write_metrics(metrics_file, settings, _failed_run(options, exc))
-        code = EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_ENDPOINT_FAILED
-        raise fail(str(exc), code) from None
+        return _error(str(exc), EXIT_AUTH), _failed_run(options, exc)
+    except ApiError as exc:
+        return _error(str(exc), EXIT_ENDPOINT_FAILED), _failed_run(options, exc)
+    except (DestinationError, ConfigError) as exc:
+        return _error(str(exc), EXIT_CONFIG), _failed_run(options, exc)
     finally:
         if isinstance(listener, ProgressListener):
             listener.close()
         signal.signal(signal.SIGTERM, previous)
-    _write_metrics(metrics_file, settings, result)
     if console.is_terminal:
         console.print(summary_table(result))
-    return result.exit_code
+    return result.exit_code, result
+
+
+def _error(message: str, code: int) -> int:
+    """Say what went wrong in one line, as `fail` does, without leaving yet."""
+    return fail(message, code).exit_code
 
 
 def _failed_run(options: SyncOptions, exc: Exception) -> SyncResult:
@@ -370,17 +379,12 @@ def _failed_run(options: SyncOptions, exc: Exception) -> SyncResult:
     return SyncResult("", now, [EndpointOutcome(r.endpoint, "", r, ()) for r in runs])
 
 
-def _write_metrics(path: Path | None, settings: Settings, result: SyncResult) -> None:
-    """Write the metrics file, if asked; a failure to write is one line, not the exit code."""
-    if path is None:
-        return
+def _write_metrics(path: Path, ran: list[MerchantRun]) -> None:
+    """Write the metrics file; a failure to write is one line, not the exit code."""
     from ogsync.metrics_file import write_metrics_file
 
-    failed = any(o.run.status != "success" for o in result.outcomes)
     try:
-        write_metrics_file(
-            path, result, datetime.now(UTC), _last_successes(settings) if failed else None
-        )
+        write_metrics_file(path, ran, datetime.now(UTC))
     except OSError as exc:
         err.print(f"[bold red]error:[/] cannot write metrics file {path}: {exc}", highlight=False)
 
@@ -443,7 +447,7 @@ def backfill(
         slow_page_seconds=slow_page_seconds,
     )
     options = SyncOptions.from_settings(settings, chosen, backfill=spec)
-    raise typer.Exit(_run_logged(settings, options, log_format))
+    raise typer.Exit(_run_logged(settings, options, log_format)[0])
 
 
 @app.command()
@@ -554,7 +558,7 @@ def reconcile_command(
         destination=destination, schema=schema, env=env, base_url=base_url, config=config
     )
     options = SyncOptions.from_settings(settings, (), reconcile=True)
-    raise typer.Exit(_run_logged(settings, options, log_format))
+    raise typer.Exit(_run_logged(settings, options, log_format)[0])
 
 
 @app.command()

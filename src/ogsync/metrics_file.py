@@ -1,15 +1,16 @@
 """A run's numbers in Prometheus text format, for node_exporter's textfile collector.
 
-One gauge per figure, labelled by endpoint. The file is replaced atomically (written beside
-it, then renamed), so the collector never reads half a file.
+One gauge per figure, labelled by merchant (empty for a single merchant) and endpoint. The
+file is replaced atomically (written beside it, then renamed), so the collector never reads
+half a file.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -21,22 +22,27 @@ from ogsync.sync import SyncResult
 PREFIX = "ogsync_sync_"
 
 
-def write_metrics_file(
-    path: str | Path,
-    result: SyncResult,
-    now: datetime,
-    last_success: Mapping[str, datetime | None] | None = None,
-) -> None:
-    """Write the run's per-endpoint metrics to `path`, replacing it atomically.
+@dataclass(frozen=True)
+class MerchantRun:
+    """One merchant's run, for the file: several merchants share it, told apart by label."""
 
-    The last-success timestamp of an endpoint that succeeded is its run's end; of one that
-    failed, `last_success[endpoint]` when the caller knows it (from the warehouse's run log),
-    else the series is left out.
+    merchant: str  # "" when the settings file lists no merchants
+    result: SyncResult
+    # Each endpoint's last successful sync, from the warehouse's run log, when the run failed.
+    last_success: Mapping[str, datetime | None] | None = None
+
+
+def write_metrics_file(path: str | Path, runs: Sequence[MerchantRun], now: datetime) -> None:
+    """Write the runs' per-endpoint metrics to `path`, replacing it atomically.
+
+    Series are labelled by merchant and endpoint. The last-success timestamp of an endpoint
+    that succeeded is its run's end; of one that failed, the one its merchant's
+    `last_success` gives, else the series is left out.
     """
     registry = CollectorRegistry()
 
     def gauge(name: str, doc: str) -> Gauge:
-        return Gauge(PREFIX + name, doc, ["endpoint"], registry=registry)
+        return Gauge(PREFIX + name, doc, ["merchant", "endpoint"], registry=registry)
 
     records = gauge("records", "Records written to the warehouse by the last run.")
     requests = gauge("requests", "HTTP requests the last run made, retries included.")
@@ -48,24 +54,26 @@ def write_metrics_file(
     last_ok = gauge(
         "last_success_timestamp_seconds", "Unix time the endpoint last synced successfully."
     )
-    runs = {o.run.endpoint: o.run for o in result.outcomes}
-    for extra in result.reconciled.runs if result.reconciled else ():  # --reconcile
-        run = runs.get(extra.endpoint)
-        runs[extra.endpoint] = extra if run is None else _merged(run, extra)
-    for run in runs.values():
-        name = run.endpoint
-        records.labels(name).set(run.records)
-        requests.labels(name).set(run.requests)
-        retries.labels(name).set(run.retries)
-        waits.labels(name).set(run.rate_limit_waits)
-        soft_deletes.labels(name).set(run.soft_deletes)
-        finished = run.finished_at or now
-        duration.labels(name).set(max((finished - run.started_at).total_seconds(), 0.0))
-        ok = run.status == "success"
-        success.labels(name).set(1 if ok else 0)
-        known = run.finished_at if ok else (last_success or {}).get(name)
-        if known is not None:
-            last_ok.labels(name).set(known.timestamp())
+    for merchant_run in runs:
+        result = merchant_run.result
+        by_endpoint = {o.run.endpoint: o.run for o in result.outcomes}
+        for extra in result.reconciled.runs if result.reconciled else ():  # --reconcile
+            run = by_endpoint.get(extra.endpoint)
+            by_endpoint[extra.endpoint] = extra if run is None else _merged(run, extra)
+        for run in by_endpoint.values():
+            labels = (merchant_run.merchant, run.endpoint)
+            records.labels(*labels).set(run.records)
+            requests.labels(*labels).set(run.requests)
+            retries.labels(*labels).set(run.retries)
+            waits.labels(*labels).set(run.rate_limit_waits)
+            soft_deletes.labels(*labels).set(run.soft_deletes)
+            finished = run.finished_at or now
+            duration.labels(*labels).set(max((finished - run.started_at).total_seconds(), 0.0))
+            ok = run.status == "success"
+            success.labels(*labels).set(1 if ok else 0)
+            known = run.finished_at if ok else (merchant_run.last_success or {}).get(run.endpoint)
+            if known is not None:
+                last_ok.labels(*labels).set(known.timestamp())
     write_to_textfile(str(path), registry)
 
 

@@ -136,6 +136,35 @@ def test_a_run_refused_up_front_still_writes_failure_metrics(api, tmp_path: Path
     assert "ogsync_sync_last_success_timestamp_seconds" not in got
 
 
+def test_several_merchants_share_the_file_and_one_failing_stops_no_other(api, tmp_path):
+    db, prom = tmp_path / "warehouse.duckdb", tmp_path / "m.prom"
+    (tmp_path / "ogsync.toml").write_text(
+        f'destination = "duckdb:///{db}"\n'
+        f'[merchants.broken]\napi_key_env = "BROKEN_KEY"\nbase_url = "{api.url}"\n'
+        'schema = "broken"\n'
+        f'[merchants.good]\napi_key_env = "GOOD_KEY"\nbase_url = "{api.url}"\n'
+        'schema = "good"\n'
+    )
+    env = {"BROKEN_KEY": "wrong-key", "GOOD_KEY": api.api_key}
+    result = ogsync(
+        "sync", "--endpoints", "customers,orders", "--metrics-file", str(prom),
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 3  # the worst of the merchants' exit codes: a refused key
+    assert "merchant good (schema good)" in result.stderr  # came after the broken one
+    success = {
+        (s.labels["merchant"], s.labels["endpoint"]): s.value
+        for family in text_string_to_metric_families(prom.read_text())
+        for s in family.samples
+        if s.name == "ogsync_sync_success"
+    }
+    assert success == {
+        ("broken", "customers"): 0, ("broken", "orders"): 0,
+        ("good", "customers"): 1, ("good", "orders"): 1,
+    }  # fmt: skip
+    assert query(db, "SELECT count(*) FROM good.customers")[0][0] > 0
+
+
 @pytest.mark.parametrize("where", ["no/such/folder/m.prom", "."])
 def test_an_unwritable_metrics_path_is_exit_2_before_syncing(
     api, tmp_path: Path, where: str
