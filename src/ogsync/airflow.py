@@ -15,6 +15,7 @@ A DAG file needs only:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,7 +85,7 @@ def ogsync_dag(
     path = Path(config_path) if config_path is not None else None
     planned = load_settings(config_path=path, merchant=merchant, secrets=False)
     names = [ep.name for ep in select(endpoints)]
-    one_writer = planned.destination.startswith("duckdb:")
+    parallel = 1 if planned.destination.startswith("duckdb:") else MAX_PARALLEL_ENDPOINTS
     dag_id = f"ogsync_{merchant}" if merchant else "ogsync"
 
     def settings() -> Settings:
@@ -120,7 +121,7 @@ def ogsync_dag(
         @task(
             task_id="sync",
             pool=pool or f"ogsync_{merchant or 'default'}",
-            max_active_tis_per_dagrun=1 if one_writer else MAX_PARALLEL_ENDPOINTS,
+            max_active_tis_per_dagrun=parallel,
             map_index_template="{{ ogsync_endpoint }}",
         )
         def sync_endpoint(endpoint: str) -> dict[str, Any]:
@@ -128,7 +129,10 @@ def ogsync_dag(
             from ogsync.sync import SyncOptions
 
             get_current_context()["ogsync_endpoint"] = endpoint  # type: ignore[typeddict-unknown-key]
-            chosen = settings()
+            # The API's limit is per key, and the tasks running at once share it.
+            merchant_settings = settings()
+            share = max(1, merchant_settings.requests_per_minute // parallel)
+            chosen = replace(merchant_settings, requests_per_minute=share)
             options = SyncOptions.from_settings(chosen, select(endpoint), exclusive=False)
             return _outcome(chosen, options)
 
