@@ -15,7 +15,7 @@ A DAG file needs only:
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,30 +33,26 @@ if TYPE_CHECKING:  # the sync itself is imported when a task runs, not when Airf
 MAX_PARALLEL_ENDPOINTS = 5
 
 
+@dataclass(frozen=True)
+class DagOptions:
+    """What a DAG runs and how it retries; the schedule comes from the settings file."""
+
+    endpoints: str | None = None  # comma-separated, or "all"; default: the guide's seven
+    reconcile: bool = False  # a last task soft-deletes what the lost webhooks would have
+    retries: int = 3
+    retry_delay: timedelta = timedelta(minutes=5)  # doubling on each retry, up to the maximum
+    max_retry_delay: timedelta = timedelta(hours=1)
+    start_date: datetime = datetime(2025, 1, 1, tzinfo=UTC)
+
+
 def ogsync_dags(
-    config_path: str | Path | None = None,
-    *,
-    endpoints: str | None = None,
-    reconcile: bool = False,
-    retries: int = 3,
-    retry_delay: timedelta = timedelta(minutes=5),
-    max_retry_delay: timedelta = timedelta(hours=1),
-    start_date: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+    config_path: str | Path | None = None, options: DagOptions = DagOptions()
 ) -> dict[str, DAG]:
     """A DAG for each merchant the settings file lists (one for a file without merchants),
     by DAG id: `ogsync_<merchant>`, or `ogsync`."""
     path = Path(config_path) if config_path is not None else None
     dags = [
-        ogsync_dag(
-            name,
-            config_path=path,
-            endpoints=endpoints,
-            reconcile=reconcile,
-            retries=retries,
-            retry_delay=retry_delay,
-            max_retry_delay=max_retry_delay,
-            start_date=start_date,
-        )
+        ogsync_dag(name, config_path=path, options=options)
         for name in merchant_names(config_path=path) or [None]
     ]
     return {dag.dag_id: dag for dag in dags}
@@ -66,12 +62,7 @@ def ogsync_dag(
     merchant: str | None = None,
     *,
     config_path: str | Path | None = None,
-    endpoints: str | None = None,
-    reconcile: bool = False,
-    retries: int = 3,
-    retry_delay: timedelta = timedelta(minutes=5),
-    max_retry_delay: timedelta = timedelta(hours=1),
-    start_date: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+    options: DagOptions = DagOptions(),
     pool: str | None = None,
 ) -> DAG:
     """One merchant's DAG: apply webhooks, then one task per endpoint, then reconcile.
@@ -84,7 +75,7 @@ def ogsync_dag(
     """
     path = Path(config_path) if config_path is not None else None
     planned = load_settings(config_path=path, merchant=merchant, secrets=False)
-    names = [ep.name for ep in select(endpoints)]
+    names = [ep.name for ep in select(options.endpoints)]
     parallel = 1 if planned.destination.startswith("duckdb:") else MAX_PARALLEL_ENDPOINTS
     dag_id = f"ogsync_{merchant}" if merchant else "ogsync"
 
@@ -99,14 +90,14 @@ def ogsync_dag(
         description=f"Ordergroove into {planned.destination.split(':', 1)[0]} "
         f"schema {planned.schema}",
         schedule=CronTriggerTimetable(planned.schedule, timezone=planned.schedule_timezone),
-        start_date=start_date,
+        start_date=options.start_date,
         catchup=False,
         max_active_runs=1,  # a run's windows start where the last run's ended
         default_args={
-            "retries": retries,
-            "retry_delay": retry_delay,
+            "retries": options.retries,
+            "retry_delay": options.retry_delay,
             "retry_exponential_backoff": 2.0,
-            "max_retry_delay": max_retry_delay,
+            "max_retry_delay": options.max_retry_delay,
         },
         tags=["ogsync", "ordergroove"],
     ) as dag:
@@ -133,8 +124,8 @@ def ogsync_dag(
             merchant_settings = settings()
             share = max(1, merchant_settings.requests_per_minute // parallel)
             chosen = replace(merchant_settings, requests_per_minute=share)
-            options = SyncOptions.from_settings(chosen, select(endpoint), exclusive=False)
-            return _outcome(chosen, options)
+            one = SyncOptions.from_settings(chosen, select(endpoint), exclusive=False)
+            return _outcome(chosen, one)
 
         @task(task_id="reconcile")
         def reconcile_deletions() -> dict[str, Any]:
@@ -146,7 +137,7 @@ def ogsync_dag(
 
         synced = sync_endpoint.expand(endpoint=names)
         apply_deletions() >> synced
-        if reconcile:
+        if options.reconcile:
             synced >> reconcile_deletions()
     return dag
 

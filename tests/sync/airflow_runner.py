@@ -23,6 +23,7 @@ def describe(dag: DAG) -> dict[str, Any]:
         "timezone": str(dag.timetable.timezone),  # type: ignore[attr-defined]
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,
+        "endpoints": dag.task_dict["sync"].op_kwargs_expand_input.value["endpoint"],  # type: ignore[attr-defined]
         "tasks": {
             task.task_id: {
                 "pool": task.pool,

@@ -63,9 +63,9 @@ class Airflow:
                               capture_output=True, text=True, timeout=180)  # fmt: skip
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    def dags_do(self, mode: str, **env: str) -> dict[str, Any]:
+    def dags_do(self, mode: str, dag_file: str = EXAMPLE.name, **env: str) -> dict[str, Any]:
         done = subprocess.run(
-            [sys.executable, str(RUNNER), str(self.dags / EXAMPLE.name), mode],
+            [sys.executable, str(RUNNER), str(self.dags / dag_file), mode],
             env={**self.env, **env},
             cwd=self.home,
             capture_output=True,
@@ -92,6 +92,7 @@ def test_dags_are_planned_from_the_settings_file_alone_without_the_keys(tmp_path
         dag = dags[dag_id]
         assert (dag["schedule"], dag["timezone"]) == ("30 14 * * 1-5", "America/New_York")
         assert (dag["catchup"], dag["max_active_runs"]) == (False, 1)
+        assert dag["endpoints"] == DEFAULT_SET
         apply, sync = dag["tasks"]["apply_webhooks"], dag["tasks"]["sync"]
         assert set(dag["tasks"]) == {"apply_webhooks", "sync"}  # no reconcile unless asked
         assert apply["downstream"] == ["sync"] and not apply["mapped"]
@@ -99,6 +100,26 @@ def test_dags_are_planned_from_the_settings_file_alone_without_the_keys(tmp_path
         # DuckDB's file takes one writer; PostgreSQL takes five endpoints at once
         assert sync["max_active_tis_per_dagrun"] == (1 if one_at_a_time else 5)
         assert (sync["retries"], sync["retry_exponential_backoff"]) == (3, 2.0)
+
+
+def test_dag_options_choose_the_endpoints_the_retries_and_a_last_reconcile(tmp_path):
+    airflow = Airflow(tmp_path / "airflow")
+    airflow.settings(f'destination = "duckdb:///{tmp_path / "shop.duckdb"}"\n')
+    (airflow.dags / "custom.py").write_text(
+        "from datetime import timedelta\n"
+        "from pathlib import Path\n"
+        "from ogsync.airflow import DagOptions, ogsync_dags\n"
+        "options = DagOptions(endpoints='orders,items', reconcile=True, retries=1,\n"
+        "                     retry_delay=timedelta(seconds=30))\n"
+        "globals().update(ogsync_dags(Path(__file__).with_name('ogsync.toml'), options))\n"
+    )
+    dag = airflow.dags_do("describe", "custom.py")["ogsync"]  # no merchants: one DAG
+    assert dag["endpoints"] == ["orders", "items"]
+    assert set(dag["tasks"]) == {"apply_webhooks", "sync", "reconcile"}
+    assert dag["tasks"]["sync"]["downstream"] == ["reconcile"]
+    assert dag["tasks"]["sync"]["pool"] == "ogsync_default"
+    assert {t["retries"] for t in dag["tasks"].values()} == {1}
+    assert (dag["schedule"], dag["timezone"]) == ("0 13 * * *", "America/Chicago")
 
 
 def live_keys(url: str, schema: str, table: str, key: str) -> set[str]:
