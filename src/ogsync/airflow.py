@@ -76,8 +76,17 @@ def ogsync_dag(
     path = Path(config_path) if config_path is not None else None
     planned = load_settings(config_path=path, merchant=merchant, secrets=False)
     names = [ep.name for ep in select(options.endpoints)]
-    parallel = 1 if planned.destination.startswith("duckdb:") else MAX_PARALLEL_ENDPOINTS
     dag_id = f"ogsync_{merchant}" if merchant else "ogsync"
+    parallel = MAX_PARALLEL_ENDPOINTS
+    if planned.destination.startswith("duckdb:"):
+        from ogsync.destinations.duckdb import path_from_url
+
+        if not Path(path_from_url(planned.destination)).is_absolute():
+            raise ConfigError(
+                f"{dag_id}: DuckDB destination {planned.destination} is not an absolute path; "
+                "Airflow's tasks run in folders of their own"
+            )
+        parallel = 1
 
     def settings() -> Settings:
         try:

@@ -63,8 +63,8 @@ class Airflow:
                               capture_output=True, text=True, timeout=180)  # fmt: skip
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    def dags_do(self, mode: str, dag_file: str = EXAMPLE.name, **env: str) -> dict[str, Any]:
-        done = subprocess.run(
+    def runner(self, mode: str, dag_file: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, str(RUNNER), str(self.dags / dag_file), mode],
             env={**self.env, **env},
             cwd=self.home,
@@ -72,6 +72,9 @@ class Airflow:
             text=True,
             timeout=240,
         )
+
+    def dags_do(self, mode: str, dag_file: str = EXAMPLE.name, **env: str) -> dict[str, Any]:
+        done = self.runner(mode, dag_file, **env)
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         assert done.returncode == 0 and lines, done.stdout[-4000:] + done.stderr[-4000:]
         return json.loads(lines[-1].removeprefix("RESULT "))
@@ -120,6 +123,17 @@ def test_dag_options_choose_the_endpoints_the_retries_and_a_last_reconcile(tmp_p
     assert dag["tasks"]["sync"]["pool"] == "ogsync_default"
     assert {t["retries"] for t in dag["tasks"].values()} == {1}
     assert (dag["schedule"], dag["timezone"]) == ("0 13 * * *", "America/Chicago")
+
+
+def test_a_relative_duckdb_path_is_refused_when_the_dags_are_parsed(tmp_path):
+    airflow = Airflow(tmp_path / "airflow")
+    airflow.settings('destination = "duckdb:///ogsync.duckdb"\n')
+    done = airflow.runner("describe", EXAMPLE.name)
+    assert done.returncode != 0
+    assert (
+        "ogsync: DuckDB destination duckdb:///ogsync.duckdb is not an absolute path; "
+        "Airflow's tasks run in folders of their own"
+    ) in done.stderr
 
 
 def live_keys(url: str, schema: str, table: str, key: str) -> set[str]:
