@@ -177,23 +177,35 @@ def test_dag_runs_leave_each_merchants_warehouse_equal_to_the_truth(
         keys = {"SHOP_KEY": shop.api_key, "OUTLET_KEY": "outlet-key",
                 "OGSYNC_WEBHOOK_INBOX": str(tmp_path / "inbox.sqlite")}  # fmt: skip
 
-        def run_and_check() -> None:
+        def run_and_check() -> dict[str, Any]:
             runs = airflow.dags_do("run", **keys)
             expected = {"apply_webhooks[-1]"} | {f"sync[{name}]" for name in DEFAULT_SET}
             for dag_id in ("ogsync_shop", "ogsync_outlet"):
                 assert runs[dag_id]["state"] == "success", runs[dag_id]
                 assert runs[dag_id]["tasks"] == dict.fromkeys(expected, "success")
+                returned = runs[dag_id]["returned"]  # each task's XCom: what it did
+                assert set(returned) == expected
+                for name in DEFAULT_SET:
+                    (only,) = returned[f"sync[{name}]"]["endpoints"].items()
+                    assert only[0] == name and only[1]["requests"] >= 1
+            return runs
             assert_equals_truth(shop, db, select(None))
             for ep in select(None):
                 live = live_keys(postgres_server.url, pg_schema, ep.name, ep.column_key)
                 assert live - deleted_ids(outlet, ep) == set(truth(outlet, ep)), ep.name
 
-        run_and_check()
+        first = run_and_check()
+        synced = first["ogsync_shop"]["returned"]
+        assert sum(synced[f"sync[{n}]"]["endpoints"][n]["records"] for n in DEFAULT_SET) == sum(
+            len(truth(shop, ep)) for ep in select(None)
+        )  # the first run loads everything (nothing was deleted yet)
         for api in (shop, outlet):
             advance(api, minutes=30, changes=150)
         assert wait_for_deliveries(shop)["gave_up"] == 0
         assert inbox.backlog() > 0
-        run_and_check()
+        second = run_and_check()
+        applied = second["ogsync_shop"]["returned"]["apply_webhooks[-1]"]
+        assert applied["stored"] > 0 and applied["soft_deleted"] > 0
         assert inbox.backlog() == 0  # the apply task drained it
         assert_deletions_reflected(shop, db)  # as soft deletes, before the endpoints loaded
     inbox.close()
