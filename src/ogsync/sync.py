@@ -168,6 +168,7 @@ class _Loader:
     """
 
     MAX_GROUP = 8
+    IDLE_AFTER = 0.05  # seconds without a job before the warehouse may tidy up
 
     def __init__(self, destination: Destination) -> None:
         self.destination = destination
@@ -191,7 +192,7 @@ class _Loader:
     def _run(self) -> None:
         held = None
         while True:
-            item = held if held is not None else self.jobs.get()
+            item = held if held is not None else self._next()
             held = None
             if item is None:
                 return
@@ -210,6 +211,18 @@ class _Loader:
                     break
                 group.append(more)
             self._commit(group)
+
+    def _next(self) -> _Write | tuple[Callable[[], Any], Future[Any]] | None:
+        """The next job; if none comes soon, the warehouse gets an idle moment first."""
+        try:
+            return self.jobs.get(timeout=self.IDLE_AFTER)
+        except queue.Empty:
+            pass
+        try:
+            self.destination.idle()
+        except Exception as exc:  # housekeeping only: the next commit will say if it matters
+            log.warning("warehouse housekeeping failed: %s", exc)
+        return self.jobs.get()
 
     def _commit(self, group: list[_Write]) -> None:
         for w in group:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
 
 from sync_support import (
     advance,
@@ -115,6 +117,28 @@ def test_a_duckdb_memory_limit_too_small_is_raised_not_fatal(db, caplog):
         assert result.exit_code == 0, [o.run.error for o in result.outcomes if not o.ok]
         assert_equals_truth(sim, db)
     assert any("limit raised" in r.getMessage() for r in caplog.records)
+
+
+def test_a_sync_that_waits_on_the_api_checkpoints_as_it_goes(db, monkeypatch):
+    """The loader's idle moments write the log into the file, so closing has little to do."""
+    import ogsync.destinations.duckdb as duck
+
+    logs: list[int] = []  # the log's size each time the loader went idle
+    idle = duck.DuckDBDestination.idle
+
+    def watched(self: duck.DuckDBDestination) -> None:
+        wal = Path(f"{self.path}.wal")
+        logs.append(wal.stat().st_size if wal.exists() else 0)
+        idle(self)
+
+    monkeypatch.setattr(duck, "IDLE_CHECKPOINT_BYTES", 64 * 1024)
+    monkeypatch.setattr(duck.DuckDBDestination, "idle", watched)
+    with simulator(records=3000, seed=13, faults=_latency(25)) as sim:
+        assert run_sync(sim, db, batch_records=300, max_workers=1).exit_code == 0
+        assert_equals_truth(sim, db)
+    # Left alone, the log only grows until the file is closed; here it was emptied on the way.
+    drops = [later < earlier for earlier, later in pairwise(logs)]
+    assert len(logs) >= 3 and any(drops), logs
 
 
 def test_never_more_than_one_request_at_a_time_on_an_endpoint(db):

@@ -127,6 +127,10 @@ class Destination(Protocol):
     def apply_events(self, events: Sequence[WebhookEvent]) -> ApplyResult:
         """Store webhook events and soft-delete what their deletions cover, atomically."""
 
+    def idle(self) -> None:
+        """Nothing waits to be written: a moment for housekeeping that would otherwise wait
+        for the end of the run."""
+
     def close(self) -> None: ...
 
 

@@ -42,6 +42,10 @@ UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
 
 
+# A log this large is written into the database file when the loader has nothing else to do.
+IDLE_CHECKPOINT_BYTES = 16 * 2**20
+
+
 def _bytes(setting: str) -> int | None:
     """DuckDB's memory setting ("244.1 MiB") in bytes."""
     number, _, unit = setting.strip().partition(" ")
@@ -147,6 +151,21 @@ class DuckDBDestination(SqlDestination):
         log.warning("DuckDB needed more memory: limit raised from %s to %d MiB", current, raised)
         self.conn.execute(f"SET memory_limit = '{raised}MiB'")
         return True
+
+    def idle(self) -> None:
+        """Checkpoint while the loader waits on the API, once the log has grown.
+
+        Checkpoints are rare while loading (see `checkpoint_threshold`), which leaves all the
+        writing to the end of the run; a run that waits on the API anyway does it as it goes.
+        """
+        if self.path == ":memory:":
+            return
+        try:
+            logged = Path(f"{self.path}.wal").stat().st_size
+        except OSError:
+            return
+        if logged >= IDLE_CHECKPOINT_BYTES:
+            self.conn.execute("CHECKPOINT")
 
     def close(self) -> None:
         self.conn.close()

@@ -177,6 +177,10 @@ class SqlDestination(ABC):
         )
         return {(start, end): None if done else link for start, end, link, done in rows}
 
+    def idle(self) -> None:
+        """Nothing to tidy by default."""
+        return
+
     def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
         results: list[WriteResult] = []
         synced_at = datetime.now(UTC)
