@@ -97,7 +97,7 @@ def simulator_serve(
     start: str | None = typer.Option(None, help="Simulated time at start (ISO); default now."),
     frozen_clock: bool = typer.Option(False, help="Time moves only on /__sim__/advance."),
     database: Path | None = typer.Option(None, help="SQLite file for the records."),
-    latency_ms: float = typer.Option(0.0, min=0, help="Added to every list request."),
+    latency_ms: float = typer.Option(0.0, min=0, help="How long each request takes to answer."),
     latency_jitter: float = typer.Option(0.25, min=0, max=1, help="Share the latency varies."),
     rate_429: Rate = 0.0,
     rate_5xx: Rate = 0.0,

@@ -312,9 +312,21 @@ def endpoint_handler(ep: Endpoint, body: Body, name: str):
 
 
 async def _serve(sim: Simulator, request: Request, ep: Endpoint, body_for: Body) -> Response:
-    delay = sim.dice.latency_seconds()
-    if delay:
-        await asyncio.sleep(delay)
+    """The answer, given when the simulated latency is up.
+
+    The latency stands for all the time the real API takes to answer, its own work
+    included, so the simulator's work on the answer is counted in it, not added to it.
+    """
+    loop = asyncio.get_running_loop()
+    answer_at = loop.time() + sim.dice.latency_seconds()
+    response = _answer(sim, request, ep, body_for)
+    wait = answer_at - loop.time()
+    if wait > 0:
+        await asyncio.sleep(wait)
+    return response
+
+
+def _answer(sim: Simulator, request: Request, ep: Endpoint, body_for: Body) -> Response:
     client = request.client.host if request.client else "unknown"
     if not sim.limiter.allow(client):
         sim.stats.faults["rate_limit"] += 1

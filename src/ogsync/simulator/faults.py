@@ -14,7 +14,7 @@ SPOILERS = ("drop", "malformed")
 
 @dataclass
 class Faults:
-    latency_ms: float = 0.0
+    latency_ms: float = 0.0  # how long a list request takes to answer, the API's work included
     latency_jitter: float = 0.25  # latency varies by up to this share either way
     rate_429: float = 0.0
     rate_5xx: float = 0.0
