@@ -24,8 +24,7 @@ from ogsync.endpoints import select
 from ogsync.output import LogListener, ProgressListener, configure_logging, summary_table
 from ogsync.plan import WindowSize
 from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE
-from ogsync.simulator.faults import Faults
-from ogsync.simulator.server import DEFAULT_API_KEY, SimulatorConfig, serve, utc
+from ogsync.simulator import DEFAULT_API_KEY
 from ogsync.sync import (
     EXIT_AUTH,
     EXIT_ENDPOINT_FAILED,
@@ -74,6 +73,8 @@ def _rate(value: float) -> float:
 def _start(value: str | None) -> datetime | None:
     if value is None:
         return None
+    from ogsync.simulator.server import utc
+
     try:
         return utc(value)
     except ValueError:
@@ -118,6 +119,9 @@ def simulator_serve(
     webhook_retry_seconds: float = typer.Option(1.0, min=0, help="First retry delay."),
 ) -> None:
     """Serve a simulated Ordergroove REST API with generated, changing data."""
+    from ogsync.simulator.faults import Faults
+    from ogsync.simulator.server import SimulatorConfig, serve
+
     config = SimulatorConfig(
         seed=seed,
         records=records,

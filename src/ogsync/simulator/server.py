@@ -19,6 +19,7 @@ import uvicorn
 
 from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
 from ogsync.serving import uvicorn_in_thread
+from ogsync.simulator import DEFAULT_API_KEY
 from ogsync.simulator.app import Simulator, build_app
 from ogsync.simulator.changes import Changer
 from ogsync.simulator.clock import SimClock
@@ -26,8 +27,6 @@ from ogsync.simulator.data import Catalog, Factory, generate, hex_id
 from ogsync.simulator.deliver import WebhookDeliverer
 from ogsync.simulator.faults import FaultDice, Faults
 from ogsync.simulator.store import Store
-
-DEFAULT_API_KEY = "sim-bulk-key"
 
 
 @dataclass
