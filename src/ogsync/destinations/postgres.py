@@ -57,10 +57,8 @@ RECONNECTS = 3
 
 
 def _try_lock(conn: psycopg.Connection[Any], function: str, name: str) -> bool:
-    (locked,) = conn.execute(f"SELECT {function}(hashtextextended(%s, 0))", [name]).fetchone() or (
-        False,
-    )
-    return bool(locked)
+    row = conn.execute(f"SELECT {function}(hashtextextended(%s, 0))", [name]).fetchone()
+    return bool(row and row[0])
 
 
 def _password(url: str) -> str:
