@@ -303,9 +303,8 @@ def sync(
             raise fail(problem)
     from ogsync.metrics_file import MerchantRun
 
-    worst = EXIT_OK
-    ran: list[MerchantRun] = []
-    for name in names:  # merchants one after another, each into its own schema and state
+    planned = []  # every merchant's settings are checked before any of them syncs
+    for name in names:
         settings = _settings(
             destination=destination,
             schema=schema,
@@ -323,6 +322,10 @@ def sync(
             full_refresh=full_refresh,
             reconcile=reconcile,
         )
+        planned.append((name, settings, options))
+    worst = EXIT_OK
+    ran: list[MerchantRun] = []
+    for name, settings, options in planned:  # one after another, each into its own schema
         if name is not None:
             err.print(f"merchant {name} (schema {settings.schema})")
         code, result = _run_logged(settings, options, log_format)

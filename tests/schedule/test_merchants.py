@@ -58,3 +58,17 @@ def test_two_merchants_sync_into_separate_schemas_with_separate_state(tmp_path):
         assert runs == {"alpha": 1, "beta": 2}
         unknown = ogsync("sync", "--merchant", "gamma", env=env, cwd=tmp_path)
         assert unknown.returncode == 2 and "unknown merchant 'gamma'" in unknown.stderr
+        # A merchant whose key is missing stops the run before any merchant syncs.
+        settings = (tmp_path / "ogsync.toml").read_text()
+        (tmp_path / "ogsync.toml").write_text(
+            settings + '[merchants.gamma]\napi_key_env = "GAMMA_KEY"\n'
+        )
+        missing = ogsync("sync", env=env, cwd=tmp_path)
+        assert missing.returncode == 2
+        assert "api_key_env names GAMMA_KEY, which is not set" in missing.stderr
+        assert "merchant alpha" not in missing.stderr
+        with duckdb.connect(str(db), read_only=True) as conn:
+            (alpha_runs,) = conn.execute(
+                "SELECT count(DISTINCT run_id) FROM alpha._ogsync_runs"
+            ).fetchone()
+        assert alpha_runs == 1
