@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 
 from ogsync.simulator.server import free_port, simulator_process
+from ogsync.testing.cli import clean_env
 
 OGSYNC = str(Path(sys.executable).with_name("ogsync"))
 
@@ -64,3 +67,30 @@ def test_served_in_a_subprocess_and_stopped(tmp_path):
         pass
     else:
         raise AssertionError("the simulator still answers after terminate")
+
+
+def test_sigterm_stops_the_simulator_with_exit_0_and_nothing_left_in_tmp(tmp_path):
+    scratch, port = tmp_path / "tmp", free_port()
+    scratch.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ogsync", "simulator", "serve", "--port", str(port),
+         "--records", "300"],
+        env=clean_env({"TMPDIR": str(scratch)}), stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/__sim__/clock").status_code == 200
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert list(scratch.iterdir()) == []  # its database was removed as soon as it was open
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert list(scratch.iterdir()) == []

@@ -18,7 +18,7 @@ import httpx
 import uvicorn
 
 from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
-from ogsync.serving import uvicorn_in_thread
+from ogsync.serving import serve_until_stopped, uvicorn_in_thread
 from ogsync.simulator import DEFAULT_API_KEY
 from ogsync.simulator.app import Simulator, build_app
 from ogsync.simulator.changes import Changer
@@ -92,7 +92,7 @@ def uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
 def serve(config: SimulatorConfig, host: str, port: int) -> None:
     sim = build(config)
     try:
-        uvicorn.Server(uvicorn_config(build_app(sim), host, port)).run()
+        serve_until_stopped(uvicorn_config(build_app(sim), host, port))
     finally:
         sim.store.close()
 

@@ -41,10 +41,12 @@ def _filter_value(value: Any) -> Any:
 
 class Store:
     def __init__(self, path: str | Path | None = None) -> None:
-        self._tmp = None
-        if path is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="ogsync-sim-")
-            path = Path(self._tmp.name) / "simulator.sqlite"
+        """The records in SQLite: in `path`, or else in a file that is removed as soon as it
+        is open, so that nothing stays behind however the process ends (a million records
+        take close to a gigabyte)."""
+        folder = tempfile.TemporaryDirectory(prefix="ogsync-sim-") if path is None else None
+        if folder is not None:
+            path = Path(folder.name) / "simulator.sqlite"
         self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         for pragma in (
             "journal_mode=OFF",  # a throwaway database: no crash safety needed
@@ -54,11 +56,11 @@ class Store:
         ):
             self.conn.execute(f"PRAGMA {pragma}")
         self._create()
+        if folder is not None:
+            folder.cleanup()  # the open connection keeps the file
 
     def close(self) -> None:
         self.conn.close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
 
     def _create(self) -> None:
         for ep in ENDPOINTS:

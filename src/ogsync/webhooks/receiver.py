@@ -35,7 +35,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ogsync.serving import uvicorn_in_thread
+from ogsync.serving import serve_until_stopped, uvicorn_in_thread
 from ogsync.webhooks.inbox import Inbox, InboxEvent, InvalidEvent, NotJSON
 from ogsync.webhooks.signature import HEADER, SignatureError, parse, verify
 
@@ -302,7 +302,7 @@ def serve_webhooks(
         close_inbox=True,
     )
     try:
-        uvicorn.Server(uvicorn_config(app, host, port)).run()
+        serve_until_stopped(uvicorn_config(app, host, port))
     finally:
         inbox.close()
 
