@@ -111,40 +111,24 @@ def test_schedule_with_a_bad_cron_exits_2_with_one_line(tmp_path):
 
 def test_schedule_can_receive_webhooks_in_the_same_process(tmp_path):
     """...and takes its schedule from the settings file when no --cron is given."""
-    import httpx
-
     from ogsync.simulator.server import free_port
+    from ogsync.testing.cli import serving_ogsync, stop_with_sigterm
 
     port = free_port()
     (tmp_path / "ogsync.toml").write_text(
         'schedule = "0 7 * * 6"\nschedule_timezone = "Europe/Paris"\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
-    env.update(OGSYNC_API_KEY="k", OGSYNC_BASE_URL="http://127.0.0.1:9",
+    env = dict(OGSYNC_API_KEY="k", OGSYNC_BASE_URL="http://127.0.0.1:9",
                OGSYNC_WEBHOOK_SECRET="s3cret", OGSYNC_WEBHOOK_INBOX=str(tmp_path / "in.sqlite"),
                OGSYNC_DESTINATION=f"duckdb:///{tmp_path / 'w.duckdb'}")  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ogsync", "schedule", "--with-webhooks", "--webhooks-port",
-         str(port)],
-        env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
-        started = next(line for line in err.splitlines() if "scheduler started" in line)
-        assert "(0 7 * * 6, Europe/Paris)" in started
-        when = datetime.fromisoformat(started.rsplit("next run at ", 1)[1].strip())
-        assert (when.weekday(), when.hour, when.minute) == (5, 7, 0)
-        assert when.utcoffset() in (timedelta(hours=1), timedelta(hours=2))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with serving_ogsync(
+        "schedule", "--with-webhooks", "--webhooks-port", str(port),
+        env=env, cwd=tmp_path, ready_url=f"http://127.0.0.1:{port}/healthz",
+    ) as proc:  # fmt: skip
+        err = stop_with_sigterm(proc)
+    assert proc.returncode == 0, err
+    started = next(line for line in err.splitlines() if "scheduler started" in line)
+    assert "(0 7 * * 6, Europe/Paris)" in started
+    when = datetime.fromisoformat(started.rsplit("next run at ", 1)[1].strip())
+    assert (when.weekday(), when.hour, when.minute) == (5, 7, 0)
+    assert when.utcoffset() in (timedelta(hours=1), timedelta(hours=2))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from ogsync.simulator.server import free_port, simulator_process
-from ogsync.testing.cli import clean_env
+from ogsync.testing.cli import serving_ogsync, stop_with_sigterm
 
 OGSYNC = str(Path(sys.executable).with_name("ogsync"))
 
@@ -72,25 +70,11 @@ def test_served_in_a_subprocess_and_stopped(tmp_path):
 def test_sigterm_stops_the_simulator_with_exit_0_and_nothing_left_in_tmp(tmp_path):
     scratch, port = tmp_path / "tmp", free_port()
     scratch.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ogsync", "simulator", "serve", "--port", str(port),
-         "--records", "300"],
-        env=clean_env({"TMPDIR": str(scratch)}), stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/__sim__/clock").status_code == 200
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+    with serving_ogsync(
+        "simulator", "serve", "--port", str(port), "--records", "300",
+        env={"TMPDIR": str(scratch)}, ready_url=f"http://127.0.0.1:{port}/__sim__/clock",
+    ) as proc:  # fmt: skip
         assert list(scratch.iterdir()) == []  # its database was removed as soon as it was open
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        err = stop_with_sigterm(proc)
     assert proc.returncode == 0, err
     assert list(scratch.iterdir()) == []

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,8 +10,8 @@ import httpx
 from webhook_support import SECRET
 
 from ogsync.simulator.server import free_port
-from ogsync.testing.cli import clean_env
 from ogsync.testing.cli import run_ogsync as ogsync
+from ogsync.testing.cli import serving_ogsync, stop_with_sigterm
 from ogsync.webhooks.signature import HEADER, sign
 
 
@@ -51,31 +48,17 @@ def test_sigterm_stops_the_receiver_with_exit_0_and_its_inbox_closed(tmp_path):
     """uvicorn raises SIGTERM again after its shutdown; the inbox must still be closed (the
     SQLite log folded into the file) and the process end as a clean stop."""
     inbox, port = tmp_path / "inbox.sqlite", free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ogsync", "webhooks", "serve", "--inbox", str(inbox),
-         "--port", str(port)],
-        env=clean_env({"OGSYNC_WEBHOOK_SECRET": SECRET}), stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        body = b'{"id": "evt-1", "type": "order.delete", "created": 1700000000, ' \
-               b'"data": {"object": {"type": "order", "public_id": "o-1"}}}'  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                now = int(time.time())
-                sent = httpx.post(f"http://127.0.0.1:{port}/webhooks/ordergroove", content=body,
-                                  headers={HEADER: sign([SECRET], now, body)})  # fmt: skip
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+    body = b'{"id": "evt-1", "type": "order.delete", "created": 1700000000, ' \
+           b'"data": {"object": {"type": "order", "public_id": "o-1"}}}'  # fmt: skip
+    with serving_ogsync(
+        "webhooks", "serve", "--inbox", str(inbox), "--port", str(port),
+        env={"OGSYNC_WEBHOOK_SECRET": SECRET}, ready_url=f"http://127.0.0.1:{port}/healthz",
+    ) as proc:  # fmt: skip
+        sent = httpx.post(f"http://127.0.0.1:{port}/webhooks/ordergroove", content=body,
+                          headers={HEADER: sign([SECRET], int(time.time()), body)})  # fmt: skip
         assert sent.status_code == 200, sent.text
         assert Path(f"{inbox}-wal").exists()  # open, in WAL mode
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        err = stop_with_sigterm(proc)
     assert proc.returncode == 0, err
     assert not Path(f"{inbox}-wal").exists()  # closed: the log went into the file
     with sqlite3.connect(inbox) as conn:
