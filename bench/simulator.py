@@ -27,7 +27,6 @@ import resource
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ import httpx
 import orjson
 
 from ogsync.endpoints import ENDPOINTS, Endpoint
+from ogsync.serving import stop_process, wait_until_answering
 from ogsync.simulator.server import DEFAULT_API_KEY, free_port
 
 HOST = "127.0.0.1"
@@ -92,14 +92,21 @@ def machine_cpu() -> dict[str, int]:
     }
 
 
-def tree_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def database_bytes(pid: int) -> int:
+    """The size of the simulator's SQLite file. It is removed from its folder as soon as it is
+    open, so it is found among the process's open files."""
+    total = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd).endswith("simulator.sqlite (deleted)"):
+                total += fd.stat().st_size
+    return total
 
 
 class Child:
     """`python -m ogsync simulator serve ...` as simulator_process starts it, with its pid."""
 
-    def __init__(self, args: list[str], tmpdir: Path) -> None:
+    def __init__(self, args: list[str]) -> None:
         self.port = free_port(HOST)
         self.url = f"http://{HOST}:{self.port}"
         self.cmd = [
@@ -116,37 +123,18 @@ class Child:
             DEFAULT_API_KEY,
             *args,
         ]
-        # Its own TMPDIR, so that the SQLite file it makes can be found and measured.
-        env = {**os.environ, "TMPDIR": str(tmpdir)}
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, env=env, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid
 
     def wait_ready(self, timeout: float) -> float:
         """Seconds from launch until /__sim__/clock answers."""
-        deadline = self.started + timeout
-        with httpx.Client(timeout=1) as client:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the simulator exited with status {self.proc.returncode}")
-                try:
-                    client.get(f"{self.url}/__sim__/clock")
-                    return time.monotonic() - self.started
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"the simulator did not answer within {timeout:.0f} s"
-                        ) from None
-                    time.sleep(0.05)
+        if not wait_until_answering(self.proc, f"{self.url}/__sim__/clock", timeout):
+            raise RuntimeError(f"the simulator exited with status {self.proc.returncode}")
+        return time.monotonic() - self.started
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
 
 
 # -- the load --------------------------------------------------------------------------------
@@ -411,21 +399,20 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
     sim_args = ["--records", str(args.records), "--limit-per-minute", str(args.limit_per_minute)]
-    with tempfile.TemporaryDirectory(prefix="ogsync-bench-") as tmp:
-        child = None
-        try:
-            child = Child(sim_args, Path(tmp))
-            start_seconds = child.wait_ready(args.start_timeout)
-            start_cpu = proc_cpu_seconds(child.pid)
-            mem_start = proc_memory(child.pid)
-            db_bytes = tree_size(Path(tmp))
-            load = run_load(child.url, child.pid, args.seconds, args.warmup, args.concurrency)
-            mem_load = proc_memory(child.pid)
-            with httpx.Client(timeout=5) as c:
-                stats = c.get(f"{child.url}/__sim__/stats").json()
-        finally:
-            if child is not None:
-                child.stop()
+    child = None
+    try:
+        child = Child(sim_args)
+        start_seconds = child.wait_ready(args.start_timeout)
+        start_cpu = proc_cpu_seconds(child.pid)
+        mem_start = proc_memory(child.pid)
+        db_bytes = database_bytes(child.pid)
+        load = run_load(child.url, child.pid, args.seconds, args.warmup, args.concurrency)
+        mem_load = proc_memory(child.pid)
+        with httpx.Client(timeout=5) as c:
+            stats = c.get(f"{child.url}/__sim__/stats").json()
+    finally:
+        if child is not None:
+            child.stop()
     summary: dict[str, Any] = {
         "records": args.records,
         "pid": child.pid,

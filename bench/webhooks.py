@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ from typing import Any
 import httpx
 import orjson
 
+from ogsync.serving import stop_process, wait_until_answering
 from ogsync.simulator.server import free_port
 from ogsync.webhooks.signature import HEADER, sign
 
@@ -55,26 +55,9 @@ def start_receiver(inbox: Path, port: int, timeout: float) -> subprocess.Popen[b
     cmd = [sys.executable, "-m", "ogsync", "webhooks", "serve", "--host", HOST]
     cmd += ["--port", str(port), "--inbox", str(inbox)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the receiver exited with status {proc.returncode}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        if time.monotonic() > deadline:
-            raise RuntimeError("the receiver did not start in time")
-        time.sleep(0.05)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    if not wait_until_answering(proc, f"http://{HOST}:{port}/healthz", timeout):
+        raise RuntimeError(f"the receiver exited with status {proc.returncode}")
+    return proc
 
 
 def make_events(count: int) -> list[tuple[str, bytes]]:
@@ -188,8 +171,7 @@ def main() -> int:
             cpu = proc_cpu_seconds(proc.pid) - cpu_before
             after = httpx.get(f"http://{HOST}:{port}/metrics").text
         finally:
-            stop(proc)
-            stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+            stderr = stop_process(proc)
 
         conn = sqlite3.connect(inbox)
         try:

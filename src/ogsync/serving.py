@@ -1,14 +1,56 @@
-"""Running an ASGI app under uvicorn: as the process's main job, or in a thread of it."""
+"""Serving an ASGI app under uvicorn (as the process's main job, or in a thread of it), and
+starting and stopping such a server as a child process."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import httpx
 import uvicorn
+
+
+def uvicorn_config(app: Any, host: str, port: int, **overrides: Any) -> uvicorn.Config:
+    """How our servers run: quiet, no access log, no server header."""
+    settings: dict[str, Any] = dict(
+        log_level="warning", access_log=False, server_header=False, lifespan="on"
+    )
+    return uvicorn.Config(app, host=host, port=port, **(settings | overrides))
+
+
+def wait_until_answering(proc: subprocess.Popen[Any], url: str, timeout: float) -> bool:
+    """True once `url` answers; False if the process exited first. Killed when too slow."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        try:
+            httpx.get(url, timeout=1)
+            return True
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"{url} did not answer in time") from None
+            time.sleep(0.05)
+    return False
+
+
+def stop_process(proc: subprocess.Popen[Any], grace: float = 10) -> str:
+    """SIGTERM, then SIGKILL if it is still running after `grace` seconds; its stderr, when
+    that is a pipe."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    if isinstance(err, bytes):
+        return err.decode(errors="replace")
+    return err or ""
 
 
 def serve_until_stopped(config: uvicorn.Config) -> None:

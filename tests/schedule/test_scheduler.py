@@ -111,8 +111,9 @@ def test_schedule_with_a_bad_cron_exits_2_with_one_line(tmp_path):
 
 def test_schedule_can_receive_webhooks_in_the_same_process(tmp_path):
     """...and takes its schedule from the settings file when no --cron is given."""
+    from ogsync.serving import stop_process
     from ogsync.simulator.server import free_port
-    from ogsync.testing.cli import serving_ogsync, stop_with_sigterm
+    from ogsync.testing.cli import serving_ogsync
 
     port = free_port()
     (tmp_path / "ogsync.toml").write_text(
@@ -125,7 +126,7 @@ def test_schedule_can_receive_webhooks_in_the_same_process(tmp_path):
         "schedule", "--with-webhooks", "--webhooks-port", str(port),
         env=env, cwd=tmp_path, ready_url=f"http://127.0.0.1:{port}/healthz",
     ) as proc:  # fmt: skip
-        err = stop_with_sigterm(proc)
+        err = stop_process(proc, grace=30)
     assert proc.returncode == 0, err
     started = next(line for line in err.splitlines() if "scheduler started" in line)
     assert "(0 7 * * 6, Europe/Paris)" in started

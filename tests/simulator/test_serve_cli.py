@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 
+from ogsync.serving import stop_process
 from ogsync.simulator.server import free_port, simulator_process
-from ogsync.testing.cli import serving_ogsync, stop_with_sigterm
+from ogsync.testing.cli import serving_ogsync
 
 OGSYNC = str(Path(sys.executable).with_name("ogsync"))
 
@@ -75,6 +76,6 @@ def test_sigterm_stops_the_simulator_with_exit_0_and_nothing_left_in_tmp(tmp_pat
         env={"TMPDIR": str(scratch)}, ready_url=f"http://127.0.0.1:{port}/__sim__/clock",
     ) as proc:  # fmt: skip
         assert list(scratch.iterdir()) == []  # its database was removed as soon as it was open
-        err = stop_with_sigterm(proc)
+        err = stop_process(proc, grace=30)
     assert proc.returncode == 0, err
     assert list(scratch.iterdir()) == []

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from webhook_support import SECRET, inbox_rows
 
+from ogsync.serving import stop_process
 from ogsync.simulator.server import SimulatorConfig, free_port, simulator_in_thread
 from ogsync.webhooks.receiver import PATH
 
@@ -156,13 +157,6 @@ def test_sigkill_mid_delivery_loses_nothing(tmp_path):
             assert state["failed_attempts"] > 0
             check_inbox_against_simulator(inbox_rows(inbox), state, sim, events)
     finally:
-        if receiver.poll() is None:
-            receiver.send_signal(signal.SIGTERM)
-            try:
-                receiver.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                receiver.kill()
-                receiver.wait()
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it.
-    assert receiver.returncode in (0, -signal.SIGTERM), log.read_text()
+        stop_process(receiver)
+    assert receiver.returncode == 0, log.read_text()  # a clean stop on SIGTERM
     assert "Traceback" not in log.read_text()

@@ -9,9 +9,10 @@ from pathlib import Path
 import httpx
 from webhook_support import SECRET
 
+from ogsync.serving import stop_process
 from ogsync.simulator.server import free_port
 from ogsync.testing.cli import run_ogsync as ogsync
-from ogsync.testing.cli import serving_ogsync, stop_with_sigterm
+from ogsync.testing.cli import serving_ogsync
 from ogsync.webhooks.signature import HEADER, sign
 
 
@@ -58,7 +59,7 @@ def test_sigterm_stops_the_receiver_with_exit_0_and_its_inbox_closed(tmp_path):
                           headers={HEADER: sign([SECRET], int(time.time()), body)})  # fmt: skip
         assert sent.status_code == 200, sent.text
         assert Path(f"{inbox}-wal").exists()  # open, in WAL mode
-        err = stop_with_sigterm(proc)
+        err = stop_process(proc, grace=30)
     assert proc.returncode == 0, err
     assert not Path(f"{inbox}-wal").exists()  # closed: the log went into the file
     with sqlite3.connect(inbox) as conn:

@@ -7,18 +7,23 @@ import random
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-import httpx
 import uvicorn
 
 from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
-from ogsync.serving import serve_until_stopped, uvicorn_in_thread
+from ogsync.serving import (
+    serve_until_stopped,
+    stop_process,
+    uvicorn_config,
+    uvicorn_in_thread,
+    wait_until_answering,
+)
 from ogsync.simulator import DEFAULT_API_KEY
 from ogsync.simulator.app import Simulator, build_app
 from ogsync.simulator.changes import Changer
@@ -76,23 +81,14 @@ def build(config: SimulatorConfig) -> Simulator:
     )
 
 
-def uvicorn_config(app, host: str, port: int) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        date_header=False,  # the simulator sends its own clock's Date
-        server_header=False,
-        lifespan="on",
-    )
+def simulator_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    return uvicorn_config(app, host, port, date_header=False)  # it sends its own clock's Date
 
 
 def serve(config: SimulatorConfig, host: str, port: int) -> None:
     sim = build(config)
     try:
-        serve_until_stopped(uvicorn_config(build_app(sim), host, port))
+        serve_until_stopped(simulator_config(build_app(sim), host, port))
     finally:
         sim.store.close()
 
@@ -118,7 +114,7 @@ def simulator_in_thread(
     sim = build(config)
     port = free_port(host)
     try:
-        with uvicorn_in_thread(uvicorn_config(build_app(sim), host, port), "ogsync-simulator"):
+        with uvicorn_in_thread(simulator_config(build_app(sim), host, port), "ogsync-simulator"):
             yield RunningSimulator(f"http://{host}:{port}", config.api_key, sim)
     finally:
         sim.store.close()
@@ -143,34 +139,14 @@ def simulator_process(
         cmd += ["--port", str(port), "--api-key", api_key, *args]
         proc = subprocess.Popen(cmd, env=os.environ.copy())
         url = f"http://{host}:{port}"
-        if _wait_until_serving(proc, url, timeout):
+        if wait_until_answering(proc, f"{url}/__sim__/clock", timeout):
             break
         if attempt == 2:
             raise RuntimeError(f"the simulator exited with status {proc.returncode}")
     try:
         yield RunningSimulator(url, api_key)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _wait_until_serving(proc: subprocess.Popen[bytes], url: str, timeout: float) -> bool:
-    """True once the child answers; False if it exited first."""
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None:
-        try:
-            httpx.get(f"{url}/__sim__/clock", timeout=1)
-            return True
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("the simulator did not start in time") from None
-            time.sleep(0.1)
-    return False
+        stop_process(proc)
 
 
 def utc(text: str) -> datetime:

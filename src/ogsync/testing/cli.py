@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from ogsync.serving import wait_until_answering
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -35,7 +33,7 @@ def run_ogsync(
     )
 
 
-def spawn_ogsync(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+def spawn_ogsync(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[str]:
     """`python -m ogsync ARGS` left running, its output on pipes."""
     return subprocess.Popen(
         [sys.executable, "-m", "ogsync", *args],
@@ -52,31 +50,16 @@ def serving_ogsync(
     *args: str, env: dict[str, str], ready_url: str, cwd: Path | None = None
 ) -> Iterator[subprocess.Popen[str]]:
     """`python -m ogsync ARGS` (a server) running from the moment `ready_url` answers until
-    the block ends; killed then if it still runs. Its stderr is on a pipe."""
-    proc = subprocess.Popen([sys.executable, "-m", "ogsync", *args], env=clean_env(env), cwd=cwd,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    the block ends; killed then if it still runs."""
+    proc = spawn_ogsync(*args, env=env, cwd=cwd)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(ready_url, timeout=1)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"ogsync {args[0]} did not start") from None
-                time.sleep(0.1)
+        if not wait_until_answering(proc, ready_url, timeout=30):
+            raise AssertionError(f"ogsync {args[0]} exited: {proc.communicate()[1]}")
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
-
-
-def stop_with_sigterm(proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    """Send SIGTERM and wait for the process to end; what it wrote to stderr."""
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=timeout)
-    return err
+            proc.communicate()
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

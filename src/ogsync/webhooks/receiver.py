@@ -35,7 +35,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ogsync.serving import serve_until_stopped, uvicorn_in_thread
+from ogsync.serving import serve_until_stopped, uvicorn_config, uvicorn_in_thread
 from ogsync.webhooks.inbox import Inbox, InboxEvent, InvalidEvent, NotJSON
 from ogsync.webhooks.signature import HEADER, SignatureError, parse, verify
 
@@ -270,18 +270,8 @@ def build_receiver(
     return app
 
 
-def uvicorn_config(app: Any, host: str, port: int, **kwargs: Any) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-        lifespan="on",
-        timeout_keep_alive=30,
-        **kwargs,
-    )
+def receiver_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    return uvicorn_config(app, host, port, timeout_keep_alive=30)  # senders keep connections
 
 
 def serve_webhooks(
@@ -302,7 +292,7 @@ def serve_webhooks(
         close_inbox=True,
     )
     try:
-        serve_until_stopped(uvicorn_config(app, host, port))
+        serve_until_stopped(receiver_config(app, host, port))
     finally:
         inbox.close()
 
@@ -328,6 +318,6 @@ def receiver_in_thread(
 ) -> Iterator[RunningReceiver]:
     """The receiver serving from a thread of this process (for tests); the inbox stays open."""
     app = build_receiver(inbox, secrets, **kwargs)
-    with uvicorn_in_thread(uvicorn_config(app, host, port), "ogsync-receiver") as server:
+    with uvicorn_in_thread(receiver_config(app, host, port), "ogsync-receiver") as server:
         bound = server.servers[0].sockets[0].getsockname()[1]
         yield RunningReceiver(f"http://{host}:{bound}", app, server)
