@@ -3,7 +3,8 @@
 Workers fetch pages and type them into batches; a single loader thread owns the warehouse
 connection and commits each batch with its checkpoint and run-log row. A worker keeps at most
 one batch waiting on the loader, so fetching runs ahead of loading by one batch and memory
-stays flat however large the endpoint.
+stays flat however large the endpoint. Endpoints start one at a time and run side by side
+only while the API's latency warrants it (see `ogsync.concurrency`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ogsync.client import (
     RequestStats,
     RetryPolicy,
 )
+from ogsync.concurrency import WorkerSlots, timed
 from ogsync.config import Settings
 from ogsync.destinations import open_destination
 from ogsync.destinations.base import Commit, Destination, RunLog, WriteResult
@@ -129,6 +131,7 @@ class SyncResult:
     run_started_at: datetime
     outcomes: list[EndpointOutcome]
     reconciled: ReconcileResult | None = None
+    workers_at_once: int = 0  # the most endpoints that synced at the same time
 
     @property
     def exit_code(self) -> int:
@@ -301,12 +304,17 @@ class SyncEngine:
         loader = _Loader(self.destination)
         try:
             workers = max(1, min(self.options.max_workers, len(plans)))
+            slots = WorkerSlots(workers)
             with ThreadPoolExecutor(workers, thread_name_prefix="ogsync-worker") as pool:
-                futures = [pool.submit(self._endpoint, plan, run_id, loader) for plan in plans]
+                futures = [
+                    pool.submit(self._endpoint, plan, run_id, loader, slots, turn)
+                    for turn, plan in enumerate(plans)
+                ]
                 outcomes = [f.result() for f in futures]
         finally:
             loader.close()
-        result = SyncResult(run_id, run_started_at, outcomes)
+        log.info("endpoints synced %d at once (at most %d)", slots.peak, workers)
+        result = SyncResult(run_id, run_started_at, outcomes, workers_at_once=slots.peak)
         if self.options.reconcile and isinstance(self.destination, SqlDestination):
             result.reconciled = reconcile(self.client, self.destination, run_id)
         return result
@@ -321,7 +329,18 @@ class SyncEngine:
             ep, windows, progress, run_started_at=run_started_at, reaches_now=spec.end is None
         )
 
-    def _endpoint(self, plan: EndpointPlan, run_id: str, loader: _Loader) -> EndpointOutcome:
+    def _endpoint(
+        self, plan: EndpointPlan, run_id: str, loader: _Loader, slots: WorkerSlots, turn: int
+    ) -> EndpointOutcome:
+        slots.acquire(turn)
+        try:
+            return self._endpoint_run(plan, run_id, loader, slots)
+        finally:
+            slots.release()
+
+    def _endpoint_run(
+        self, plan: EndpointPlan, run_id: str, loader: _Loader, slots: WorkerSlots
+    ) -> EndpointOutcome:
         ep = plan.endpoint
         kind = "sync" if plan.mode == Mode.INCREMENTAL else plan.mode.value
         run = RunLog(
@@ -341,7 +360,7 @@ class SyncEngine:
             while windows:
                 window = windows.popleft()
                 try:
-                    self._window(plan, window, not windows, run, stats, report, loader)
+                    self._window(plan, window, not windows, run, stats, report, loader, slots)
                 except _Split as split:
                     log.info("%s: pages over %.0fs; window split in two", ep.name,
                              stats.last_page_seconds)  # fmt: skip
@@ -379,6 +398,7 @@ class SyncEngine:
         stats: RequestStats,
         report: TypingReport,
         loader: _Loader,
+        slots: WorkerSlots,
     ) -> None:
         ep = plan.endpoint
         params = window_params(ep, window, self.tz)
@@ -388,7 +408,7 @@ class SyncEngine:
         typed: list[pa.Table] = []  # compact Arrow, until a batch is full
         typed_rows = fetched = 0
         pages = self.client.pages(ep.path, params, stats, window.resume_url)
-        for records, next_url in Prefetch(pages, name=f"ogsync-{ep.name}"):
+        for records, next_url in timed(Prefetch(pages, name=f"ogsync-{ep.name}"), slots):
             buffer.extend(records)
             fetched += len(records)
             done = next_url is None
