@@ -80,6 +80,11 @@ def commit(ep: Endpoint, run_id: str = "run-1", **kw: Any) -> Commit:
     return Commit(run=run_log(ep, run_id), **kw)
 
 
+def keys(*values: str) -> pa.ChunkedArray:
+    """The keys a full refresh saw, as the sync hands them over."""
+    return pa.chunked_array([pa.array(values, pa.string())])
+
+
 def batch(ep: Endpoint, records: Sequence[dict[str, Any]], first_seq: int = 0) -> pa.Table:
     table, _ = type_records(ep, list(records), CHICAGO, first_seq)
     return table
@@ -263,7 +268,7 @@ def test_full_refresh_soft_deletes_and_only_a_newer_version_revives(wh):
 
     # A full refresh that saw p1 and p2 only.
     seen = [rec(PAYMENTS, p, at, label=p) for p in ("p1", "p2")]
-    refresh = commit(PAYMENTS, "run-2", refreshed_keys={"p1", "p2"})
+    refresh = commit(PAYMENTS, "run-2", refreshed_keys=keys("p1", "p2"))
     (result,) = dest.write([(PAYMENTS, batch(PAYMENTS, seen), refresh)])
     assert result.soft_deleted == 1
     p3 = wh.table("payments")["p3"]
@@ -285,7 +290,7 @@ def test_full_refresh_soft_deletes_and_only_a_newer_version_revives(wh):
     write(dest, PAYMENTS, [rec(PAYMENTS, "p3", at, label="same")])
     write(dest, PAYMENTS, [rec(PAYMENTS, "p3", "2025-01-15 09:00:00", label="older")])
     # Nor does a second full refresh that still misses it delete it twice.
-    dest.write([(PAYMENTS, None, commit(PAYMENTS, "run-3", refreshed_keys={"p1", "p2"}))])
+    dest.write([(PAYMENTS, None, commit(PAYMENTS, "run-3", refreshed_keys=keys("p1", "p2")))])
     p3 = wh.table("payments")["p3"]
     assert p3["_deleted_at"] is not None and p3["label"] == "p3"
     assert "p3" not in wh.table("payments_live")
@@ -303,7 +308,7 @@ def test_full_refresh_soft_deletes_and_only_a_newer_version_revives(wh):
 def test_full_refresh_that_saw_nothing_deletes_everything_once(wh):
     dest = prepared(wh)
     write(dest, OFFER_PROFILES, [rec(OFFER_PROFILES, f"op{i}", name="x") for i in range(3)])
-    (result,) = dest.write([(OFFER_PROFILES, None, commit(OFFER_PROFILES, refreshed_keys=set()))])
+    (result,) = dest.write([(OFFER_PROFILES, None, commit(OFFER_PROFILES, refreshed_keys=keys()))])
     assert result.soft_deleted == 3
     assert wh.count("offer_profiles_live") == 0
     assert wh.count("offer_profiles", "_deleted_reason = 'full_refresh'") == 3

@@ -75,7 +75,9 @@ class Commit:
     checkpoint: Checkpoint | None = None  # where the window stands after this batch
     keep_checkpoint: bool = False  # write `checkpoint` (None clears it) only when True
     watermark: datetime | None = None  # the window is done: move the watermark here
-    refreshed_keys: set[str] | None = None  # a full refresh is done: soft-delete the rest
+    # A full refresh is done: soft-delete the rest. Arrow, since it may hold every key of a
+    # large endpoint (a Python set of them took four times the memory).
+    refreshed_keys: pa.ChunkedArray | None = None
     last_records: int | None = None  # the endpoint's size this run, for worker ordering
     # A backfill window: its bounds, and where it stands (a `next` link, or None once done).
     backfill_window: tuple[datetime, datetime] | None = None

@@ -322,7 +322,7 @@ class SqlDestination(ABC):
         return int(rows[0][0]) if rows else 0
 
     def _soft_delete_unseen(
-        self, ep: Endpoint, seen: set[str], run_id: str, synced_at: datetime
+        self, ep: Endpoint, seen: pa.ChunkedArray, run_id: str, synced_at: datetime
     ) -> int:
         """After a complete full refresh: every live row the API did not return."""
         return self._soft_delete(ep, seen, "NOT IN", "full_refresh", run_id, synced_at)
@@ -332,12 +332,13 @@ class SqlDestination(ABC):
         if not keys:
             return 0
         with self.transaction():
-            return self._soft_delete(ep, keys, "IN", reason, source, datetime.now(UTC))
+            staged = pa.chunked_array([pa.array(list(keys), pa.string())])
+            return self._soft_delete(ep, staged, "IN", reason, source, datetime.now(UTC))
 
     def _soft_delete(
         self,
         ep: Endpoint,
-        keys: Iterable[str],
+        keys: pa.ChunkedArray,
         membership: str,
         reason: str,
         source: str,
@@ -347,7 +348,7 @@ class SqlDestination(ABC):
         record a tombstone for each in `_ogsync_deletions`."""
         sql = self.table_sql(ep)
         key = quote(sql.key)
-        staged_keys = pa.table({"key": pa.array(sorted(keys), pa.string())})
+        staged_keys = pa.table({"key": keys.cast(pa.string())})
         with self.stage(f"ogsync_keys_{ep.name}", staged_keys) as staged:
             gone = self.execute(
                 f"UPDATE {sql.table} SET _deleted_at = ?, _deleted_reason = ? "
