@@ -277,7 +277,9 @@ def sync(
     schema: SchemaOpt = None,
     env: EnvOpt = None,
     base_url: BaseUrlOpt = None,
-    workers: int | None = typer.Option(None, help="Endpoints fetched at once (at most 5)."),
+    workers: int | None = typer.Option(
+        None, help="Most endpoints fetched at once (up to 5; more than one while the API is slow)."
+    ),
     config: ConfigOpt = None,
     log_format: LogFormat = "text",
     metrics_file: Path | None = typer.Option(

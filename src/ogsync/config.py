@@ -48,7 +48,7 @@ class Settings:
     batch_records: int = 5000
     # DuckDB's own memory (its cache and primary-key indexes). When the key indexes of a
     # large merchant outgrow it, the destination raises it rather than fail (see duckdb.py).
-    duckdb_memory_limit: str | None = "96MB"
+    duckdb_memory_limit: str | None = "80MB"
     # When `ogsync schedule` and the Airflow DAGs run: a cron expression read in a zone.
     schedule: str = DEFAULT_CRON
     schedule_timezone: str = DEFAULT_ZONE

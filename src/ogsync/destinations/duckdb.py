@@ -86,8 +86,10 @@ class DuckDBDestination(SqlDestination):
             raise DestinationError(f"cannot open {self.path}: {exc}") from None
         self.conn.execute("SET TimeZone = 'UTC'")
         # Checkpoint less often while loading (the default is every 16 MB of log): each
-        # checkpoint rewrites row groups, and a million-record load took a third longer.
-        self.conn.execute("SET checkpoint_threshold = '256MB'")
+        # checkpoint rewrites row groups, and a million-record load took a third longer. Data
+        # not yet checkpointed stays in memory, so this also sets DuckDB's peak: at 192 MB a
+        # million records load in 80 MB (at 256 MB they needed 96).
+        self.conn.execute("SET checkpoint_threshold = '192MB'")
         if memory_limit:
             try:
                 self.conn.execute("SET memory_limit = ?", [memory_limit])
