@@ -24,9 +24,9 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Widening:
     # This many pages in a row, each waited for at least `slow_page` seconds, open one more
-    # slot. With no latency the simulator keeps a lone worker waiting about 2 ms a page on
-    # this 2-core machine (the next page is fetched while one is typed); the real API takes
-    # tens to hundreds of milliseconds.
+    # slot. With no latency the simulator kept a lone worker waiting about 2 ms a page on
+    # this 2-core machine (the next page is fetched while one is typed); an API across a
+    # network takes tens of milliseconds or more.
     slow_page: float = 0.010
     in_a_row: int = 3
 
@@ -34,12 +34,12 @@ class Widening:
 class WorkerSlots:
     """Slots for endpoint workers, granted in plan order, widened while the API is the wait."""
 
-    def __init__(self, maximum: int, start: int = 1, widening: Widening | None = None) -> None:
+    def __init__(self, maximum: int, widening: Widening | None = None) -> None:
         if maximum < 1:
             raise ValueError("at least one worker is needed")
         self.maximum = maximum
         self.widening = widening or Widening()
-        self._open = max(1, min(start, maximum))
+        self._open = 1
         self._running = 0
         self._next_turn = 0
         self._slow_pages = 0

@@ -35,7 +35,10 @@ def test_one_slot_at_first_then_the_next_turn_when_it_is_released():
 
 
 def test_turns_start_in_plan_order_even_with_slots_free():
-    slots = WorkerSlots(3, start=3)
+    slots = WorkerSlots(3, widening=Widening(slow_page=0.010, in_a_row=1))
+    slots.page_waited(SLOW)
+    slots.page_waited(SLOW)
+    assert slots.open == 3
     started: list[int] = []
     later = _start(slots, 1, started)
     later.join(0.2)
