@@ -33,16 +33,6 @@ from ogsync.testing.postgres import throwaway_postgres
 WORKERS = 5
 
 
-def peak_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def run_sync(
     env: dict[str, str], cwd: Path, command: tuple[str, ...] = ("sync",)
 ) -> tuple[float, float, int]:
@@ -66,11 +56,11 @@ def run_sync(
             stdout=subprocess.DEVNULL,
             stderr=sink,
         )
-        peak = 0.0
-        while proc.poll() is None:
-            peak = max(peak, peak_rss_mb(proc.pid))
-            time.sleep(0.05)
+        # The kernel's own high-water mark, to the very end (polling could miss a last peak).
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
+    peak = usage.ru_maxrss / 1024  # kilobytes on Linux
     if proc.returncode:
         sys.stderr.write(log.read_text()[-2000:])
     return wall, peak, proc.returncode
