@@ -143,10 +143,12 @@ def test_a_sync_that_waits_on_the_api_checkpoints_as_it_goes(db, monkeypatch):
 
 def test_never_more_than_one_request_at_a_time_on_an_endpoint(db):
     with simulator(records=3000, seed=10, faults=_latency(15)) as sim:
-        run_sync(sim, db, max_workers=5)
+        result = run_sync(sim, db, max_workers=5)
         seen = stats(sim)
         assert seen["max_concurrent_per_endpoint"] == 1
-        assert seen["max_concurrent_total"] >= 2  # endpoints did run side by side
+        # Pages that keep workers waiting open more slots: endpoints ran side by side.
+        assert seen["max_concurrent_total"] >= 2
+        assert 2 <= result.workers_at_once <= 5
 
 
 def test_truth_check_would_notice_a_stale_version(db):
