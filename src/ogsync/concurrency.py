@@ -76,9 +76,10 @@ class WorkerSlots:
                 return
             self._slow_pages = 0
             self._open += 1
+            opened = self._open
             self._changed.notify_all()
-        log.info("pages took %.0f ms and more to come: %d endpoints at once",
-                 self.widening.slow_page * 1000, self._open)  # fmt: skip
+        log.info("the API kept workers waiting %d pages in a row: up to %d endpoints at once",
+                 self.widening.in_a_row, opened)  # fmt: skip
 
 
 def timed(pages: Iterable[T], slots: WorkerSlots) -> Iterator[T]:
