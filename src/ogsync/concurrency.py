@@ -68,11 +68,13 @@ class WorkerSlots:
     def page_waited(self, seconds: float) -> None:
         """How long a worker waited for its latest page (the time it sat idle)."""
         with self._changed:
+            if self._open >= self.maximum:
+                return
             if seconds < self.widening.slow_page:
                 self._slow_pages = 0
                 return
             self._slow_pages += 1
-            if self._slow_pages < self.widening.in_a_row or self._open >= self.maximum:
+            if self._slow_pages < self.widening.in_a_row:
                 return
             self._slow_pages = 0
             self._open += 1

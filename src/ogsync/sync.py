@@ -402,7 +402,7 @@ class SyncEngine:
     ) -> None:
         ep = plan.endpoint
         params = window_params(ep, window, self.tz)
-        refreshed: list[pa.ChunkedArray] | None = [] if plan.mode == Mode.FULL_REFRESH else None
+        refreshed: list[pa.Array] | None = [] if plan.mode == Mode.FULL_REFRESH else None
         pending: Future[WriteResult] | None = None
         buffer: list[Any] = []  # records as parsed: bulky, so typed a few pages at a time
         typed: list[pa.Table] = []  # compact Arrow, until a batch is full
@@ -431,7 +431,7 @@ class SyncEngine:
             batch = pa.concat_tables(typed) if typed else None
             typed, typed_rows = [], 0
             if refreshed is not None and batch is not None:
-                refreshed.append(batch.column(ep.key))
+                refreshed.extend(batch.column(ep.key).chunks)
             self._count(run, stats, report)
             commit = Commit(
                 run=replace(run),
@@ -445,7 +445,9 @@ class SyncEngine:
                 else None,
                 backfill_next=next_url,
                 watermark=window.watermark_after if done else None,
-                refreshed_keys=_keys(refreshed) if done and refreshed is not None else None,
+                refreshed_keys=pa.chunked_array(refreshed, pa.string())
+                if done and refreshed is not None
+                else None,
                 last_records=fetched if done and last_window else None,
             )
             if pending is not None:
@@ -465,10 +467,6 @@ class SyncEngine:
 
     def _spec_floor(self) -> timedelta:
         return self.options.backfill.floor if self.options.backfill else timedelta(hours=1)
-
-
-def _keys(columns: list[pa.ChunkedArray]) -> pa.ChunkedArray:
-    return pa.chunked_array([c for column in columns for c in column.chunks], pa.string())
 
 
 class _Stopped(Exception):

@@ -348,7 +348,7 @@ class SqlDestination(ABC):
         record a tombstone for each in `_ogsync_deletions`."""
         sql = self.table_sql(ep)
         key = quote(sql.key)
-        staged_keys = pa.table({"key": keys.cast(pa.string())})
+        staged_keys = pa.table({"key": keys})
         with self.stage(f"ogsync_keys_{ep.name}", staged_keys) as staged:
             gone = self.execute(
                 f"UPDATE {sql.table} SET _deleted_at = ?, _deleted_reason = ? "
