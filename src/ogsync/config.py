@@ -52,6 +52,17 @@ class Settings:
     # When `ogsync schedule` and the Airflow DAGs run: a cron expression read in a zone.
     schedule: str = DEFAULT_CRON
     schedule_timezone: str = DEFAULT_ZONE
+    # Plain http sends the key in clear; allowed only to a loopback host unless this is set.
+    allow_insecure_http: bool = False
+    # How far the API's `Date` may be from the local clock before the run distrusts it, and
+    # what it then does: "fail" (exit 1) or "local" (use the local clock instead).
+    clock_tolerance_minutes: float = 5.0
+    on_clock_skew: str = "fail"
+    # Bounds against a broken or hostile API: a page's decompressed body, one record, and
+    # the pages of one listing window (a cursor that never ends).
+    max_page_bytes: int = 64 * 2**20
+    max_record_bytes: int = 4 * 2**20
+    max_pages: int = 1_000_000
 
     @property
     def tz(self) -> ZoneInfo:
@@ -90,6 +101,7 @@ ENV_VARS = {
     "OGSYNC_SCHEMA": "schema",
     "OGSYNC_WEBHOOK_SECRET": "webhook_secret",
     "OGSYNC_API_TIMEZONE": "api_timezone",
+    "OGSYNC_ALLOW_INSECURE_HTTP": "allow_insecure_http",
 }
 SECRETS = {"api_key", "webhook_secret"}
 FILE_KEYS = {f.name for f in fields(Settings)} - SECRETS | {
@@ -202,6 +214,17 @@ def load_settings(
     return _validated(merged)
 
 
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(value)
+
+
 def _validated(values: dict[str, Any]) -> Settings:
     kinds = {f.name: f.type for f in fields(Settings)}
     typed: dict[str, Any] = {}
@@ -212,10 +235,13 @@ def _validated(values: dict[str, Any]) -> Settings:
                 typed[name] = int(value)
             elif kind == "float":
                 typed[name] = float(value)
+            elif kind == "bool":
+                typed[name] = _boolean(value)
             else:
                 typed[name] = value if value is None else str(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a number, not {value!r}") from None
+            what = "true or false" if kind == "bool" else "a number"
+            raise ConfigError(f"{name} must be {what}, not {value!r}") from None
     settings = Settings(**typed)
     url = urlsplit(settings.base_url)
     if url.scheme not in ("http", "https") or not url.netloc:

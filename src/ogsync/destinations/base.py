@@ -29,6 +29,8 @@ STATE_TABLE = "_ogsync_state"
 DELETIONS_TABLE = "_ogsync_deletions"
 BACKFILL_TABLE = "_ogsync_backfill"
 EVENTS_TABLE = "events"
+# Input that could not be applied (a webhook event, an API record), kept with the reason.
+REJECTED_TABLE = "_ogsync_rejected"
 
 
 class DestinationError(Exception):
@@ -59,12 +61,24 @@ class RunLog:
     status: str = "running"
     error: str | None = None
     finished_at: datetime | None = None
+    rejected: int = 0  # records set aside in `_ogsync_rejected` instead of loaded
+    clock: str | None = None  # whose clock bounded the run: "api" or "local"
 
     def values(self) -> tuple:
         return astuple(self)
 
 
 RUN_COLUMNS = tuple(f.name for f in fields(RunLog))
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """One row of `_ogsync_rejected`: input set aside, whole, with why."""
+
+    source: str  # "webhook", or the endpoint a record came from
+    item_id: str | None  # the event id, or the record's key as received (repr if not text)
+    reason: str
+    payload: str  # exactly as received (JSON text)
 
 
 @dataclass
@@ -82,6 +96,7 @@ class Commit:
     # A backfill window: its bounds, and where it stands (a `next` link, or None once done).
     backfill_window: tuple[datetime, datetime] | None = None
     backfill_next: str | None = None
+    rejected: tuple[Rejected, ...] = ()  # records of this batch that could not be loaded
 
 
 # One batch for the warehouse: its endpoint, its rows, and what commits with them.

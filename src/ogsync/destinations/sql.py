@@ -22,12 +22,14 @@ from ogsync.destinations.base import (
     DELETIONS_TABLE,
     EVENTS_TABLE,
     META_COLUMNS,
+    REJECTED_TABLE,
     RUN_COLUMNS,
     RUNS_TABLE,
     STATE_TABLE,
     ApplyResult,
     BatchWrite,
     Commit,
+    Rejected,
     RunLog,
     TableSql,
     WebhookEvent,
@@ -112,7 +114,17 @@ class SqlDestination(ABC):
                 "window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, pages BIGINT, "
                 "requests BIGINT, retries BIGINT, rate_limit_waits BIGINT, records BIGINT, "
                 "soft_deletes BIGINT, warnings BIGINT, status VARCHAR, error VARCHAR, "
-                "finished_at TIMESTAMPTZ, PRIMARY KEY (run_id, endpoint))"
+                "finished_at TIMESTAMPTZ, rejected BIGINT, clock VARCHAR, "
+                "PRIMARY KEY (run_id, endpoint))"
+            )
+            for name, kind in (("rejected", "BIGINT"), ("clock", "VARCHAR")):  # added later
+                self.execute(
+                    f"ALTER TABLE {self.s}.{RUNS_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}"
+                )
+            self.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.s}.{REJECTED_TABLE} (source VARCHAR, "
+                "item_id VARCHAR, reason VARCHAR, payload VARCHAR, run_id VARCHAR, "
+                "rejected_at TIMESTAMPTZ)"
             )
             self.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.s}.{DELETIONS_TABLE} (endpoint VARCHAR, "
@@ -195,6 +207,7 @@ class SqlDestination(ABC):
                             ep, commit.refreshed_keys, commit.run.run_id, synced_at
                         )
                     results.append(result)
+                    self.record_rejected(commit.rejected, commit.run.run_id, synced_at)
                     commit.run.records += result.written
                     commit.run.soft_deletes += result.soft_deleted
                     self._save_state(ep, commit, synced_at)
@@ -205,6 +218,17 @@ class SqlDestination(ABC):
                 commit.run.soft_deletes -= result.soft_deleted
             raise
         return results
+
+    def record_rejected(self, rows: Sequence[Rejected], run_id: str | None, at: datetime) -> None:
+        """Keep input that could not be applied, in the caller's transaction."""
+        if rows:
+            self.executemany(
+                self.q(
+                    f"INSERT INTO {self.s}.{REJECTED_TABLE} (source, item_id, reason, payload, "
+                    "run_id, rejected_at) VALUES (?, ?, ?, ?, ?, ?)"
+                ),
+                [(r.source, r.item_id, r.reason, r.payload, run_id, at) for r in rows],
+            )
 
     def upsert_statement(self, ep: Endpoint, staged: str) -> str:
         sql = self.table_sql(ep)
