@@ -28,6 +28,7 @@ import psycopg
 
 from ogsync.endpoints import ENDPOINTS
 from ogsync.simulator.server import simulator_process
+from ogsync.testing.cli import clean_env
 from ogsync.testing.postgres import throwaway_postgres
 
 WORKERS = 5
@@ -144,7 +145,7 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
     started = time.perf_counter()
     with simulator_process(sim_args, timeout=300) as sim:
         ready = time.perf_counter() - started
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+        env = clean_env()
         env.update(
             OGSYNC_API_KEY=sim.api_key, OGSYNC_BASE_URL=sim.url, OGSYNC_DESTINATION=destination
         )

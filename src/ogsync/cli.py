@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ogsync.apitime import from_local_naive, zone
-from ogsync.client import ApiError, AuthError, OrdergrooveClient, RequestStats, RetryPolicy
+from ogsync.client import ApiError, AuthError, RequestStats
 from ogsync.config import ConfigError, Settings, load_settings, merchant_names
 from ogsync.destinations.base import AlreadyRunning, DestinationError, RunLog
 from ogsync.endpoints import select
@@ -33,11 +33,13 @@ from ogsync.sync import (
     EndpointOutcome,
     SyncOptions,
     SyncResult,
+    api_client,
     run_sync,
 )
 
 if TYPE_CHECKING:
     from ogsync.metrics_file import MerchantRun
+    from ogsync.status import EndpointStatus
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 simulator_app = typer.Typer(no_args_is_help=True, help="The local Ordergroove API simulator.")
@@ -225,6 +227,7 @@ def webhooks_apply(
     Console().print(
         f"{result.stored} events stored, {result.deletions} deletions recorded, "
         f"{result.soft_deleted} rows soft-deleted"
+        + (f", {result.rejected} events rejected (see _ogsync_rejected)" if result.rejected else "")
     )
 
 
@@ -622,7 +625,8 @@ def status(
     except DestinationError as exc:
         raise fail(str(exc)) from None
     try:
-        statuses = warehouse_status(warehouse, _now())
+        tolerance = timedelta(minutes=settings.clock_tolerance_minutes)
+        statuses = warehouse_status(warehouse, _now(), tolerance=tolerance)
     except Exception as exc:
         raise fail(f"cannot read the warehouse: {exc}".splitlines()[0]) from None
     finally:
@@ -638,12 +642,14 @@ def status(
     else:
         Console().print(_status_table(statuses, behind))
     if behind:
-        named = ", ".join(
-            f"{s.endpoint} ({'never synced' if s.lag is None else _age(s.lag) + ' behind'})"
-            for s in statuses
-            if s.endpoint in behind
-        )
+        named = ", ".join(f"{s.endpoint} ({_behind(s)})" for s in statuses if s.endpoint in behind)
         raise fail(f"staler than {max_lag}: {named}", EXIT_ENDPOINT_FAILED)
+
+
+def _behind(s: EndpointStatus) -> str:
+    if s.future_watermark:
+        return "watermark in the future"
+    return "never synced" if s.lag is None else _age(s.lag) + " behind"
 
 
 def _status_table(statuses: list, behind: set[str]) -> Table:
@@ -658,6 +664,8 @@ def _status_table(statuses: list, behind: set[str]) -> Table:
         state = "" if run is None else run.status
         colour = {"success": "green", "failed": "red"}.get(state, "yellow")
         lag = "never synced" if s.lag is None else _age(s.lag)
+        if s.future_watermark:
+            lag = "watermark in the future: repaired next sync"
         table.add_row(
             s.endpoint,
             _when(s.watermark if s.incremental else s.fresh_as_of),
@@ -700,16 +708,16 @@ def check(
         api_key = settings.require_api_key()
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    with OrdergrooveClient(settings.base_url, api_key, retry=RetryPolicy(max_attempts=3)) as client:
+    with api_client(settings, api_key, max_attempts=3) as client:
         try:
             clock = client.server_time(RequestStats())
         except AuthError as exc:
             raise fail(str(exc), EXIT_AUTH) from None
         except ApiError as exc:
             raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
+    told = "no readable Date header" if clock is None else f"API clock {clock.isoformat()}"
     Console().print(
-        f"[green]OK[/]: {settings.base_url} accepts the key and lists across customers "
-        f"(API clock {clock.isoformat()})"
+        f"[green]OK[/]: {settings.base_url} accepts the key and lists across customers ({told})"
     )
 
 

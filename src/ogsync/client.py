@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from ipaddress import ip_address
 from typing import Any
 from urllib.parse import quote
 
@@ -40,6 +41,55 @@ class AuthError(ApiError):
 
 class MalformedPage(ApiError):
     """A 200 whose body is not the documented page shape."""
+
+
+class ForeignLink(ApiError):
+    """A link (`next`, or a checkpoint read back) that points away from the API's origin."""
+
+
+class TooMuch(ApiError):
+    """The API sent more than any real page or listing holds: a body or a listing past a bound."""
+
+
+class Interrupted(ApiError):
+    """A stop was asked for while the client waited to retry."""
+
+
+class InsecureUrl(ValueError):
+    """A plain-http base URL to a host that is not this machine."""
+
+
+def origin(url: str | httpx.URL) -> tuple[str, str, int]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parsed = httpx.URL(url) if isinstance(url, str) else url
+    port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme, 0)
+    return parsed.scheme, parsed.host.lower(), port
+
+
+def _shown(where: tuple[str, str, int]) -> str:
+    scheme, host, port = where
+    return f"{scheme}://{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_reason(base_url: str) -> str | None:
+    """Why `base_url` would send the key in clear to another machine, or None if it won't."""
+    parsed = httpx.URL(base_url)
+    if parsed.scheme == "http" and not is_loopback(parsed.host):
+        return (
+            f"base URL {_shown(origin(parsed))} is plain http: the API key would travel in "
+            "clear; use https, or set allow_insecure_http (OGSYNC_ALLOW_INSECURE_HTTP=1) "
+            "if this network is yours"
+        )
+    return None
 
 
 @dataclass
@@ -101,11 +151,11 @@ def retry_after_seconds(value: str | None, cap: float) -> float | None:
     return min(seconds, cap) if seconds > 0 else None
 
 
-def _detail(response: httpx.Response, secret: str) -> str:
+def _detail(content: bytes, secret: str) -> str:
     """The API's own explanation, with our key blotted out should the server echo it."""
     try:
-        body = response.json()
-    except ValueError:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
         return ""
     if not isinstance(body, dict):
         return ""
@@ -126,8 +176,19 @@ class OrdergrooveClient:
         budget: RateBudget | None = None,
         transport: httpx.BaseTransport | None = None,
         seed: int | None = None,
+        allow_insecure_http: bool = False,
+        max_page_bytes: int = 64 * 2**20,
+        max_pages: int = 1_000_000,
+        stop: threading.Event | None = None,
     ) -> None:
+        reason = insecure_reason(base_url)
+        if reason and not allow_insecure_http:
+            raise InsecureUrl(reason)
         self.base_url = base_url.rstrip("/")
+        self.origin = origin(self.base_url)
+        self.max_page_bytes = max_page_bytes
+        self.max_pages = max_pages
+        self.stop = stop
         self.retry = retry or RetryPolicy()
         self.budget = budget or RateBudget(5000)
         self._rng = random.Random(seed)
@@ -165,7 +226,7 @@ class OrdergrooveClient:
             problem: str
             delay: float | None = None
             try:
-                response = self._http.get(url, params=params)
+                response, content = self._fetch(url, params)
             except httpx.TimeoutException:
                 problem = "timed out"
             except httpx.TransportError as exc:
@@ -174,7 +235,7 @@ class OrdergrooveClient:
                 status = response.status_code
                 if status == 200:
                     try:
-                        body = orjson.loads(response.content)
+                        body = orjson.loads(content)
                     except orjson.JSONDecodeError:
                         problem = "a truncated or invalid JSON body"
                     else:
@@ -189,7 +250,7 @@ class OrdergrooveClient:
                         response.headers.get("retry-after"), self.retry.retry_after_cap_seconds
                     )
                 else:
-                    raise _refusal(url, response, self._key)
+                    raise _refusal(url, response.status_code, content, self._key)
             attempt += 1
             if attempt >= self.retry.max_attempts:
                 raise ApiError(f"{_where(url)}: {problem}, still after {attempt} attempts")
@@ -197,7 +258,51 @@ class OrdergrooveClient:
             if delay is None:
                 delay = self.retry.backoff(attempt, self._rng)
             log.info("%s: %s; retry %d in %.2fs", _where(url), problem, attempt, delay)
-            time.sleep(delay)
+            self._wait(delay, url)
+
+    def _wait(self, seconds: float, url: str) -> None:
+        """Sleep before a retry; a stop asked for meanwhile ends the wait at once."""
+        if self.stop is None:
+            time.sleep(seconds)
+        elif self.stop.wait(seconds):
+            raise Interrupted(f"{_where(url)}: stopped while waiting to retry")
+
+    def _fetch(self, url: str, params: Mapping[str, str] | None) -> tuple[httpx.Response, bytes]:
+        """One request; the body read decoded, but never past `max_page_bytes` (a gzip bomb
+        inflates chunk by chunk and is dropped at the bound, not decompressed whole)."""
+        with self._http.stream("GET", url, params=params) as response:
+            limit = self.max_page_bytes
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise self._too_big(url)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise self._too_big(url)
+                chunks.append(chunk)
+            return response, b"".join(chunks)
+
+    def _too_big(self, url: str) -> TooMuch:
+        return TooMuch(
+            f"{_where(url)}: the page is over {self.max_page_bytes:,} bytes decoded "
+            "(max_page_bytes); refused unread"
+        )
+
+    def _checked(self, url: str, what: str) -> str:
+        """`url` if it is on the API's own origin; the key is never sent anywhere else."""
+        try:
+            parsed = httpx.URL(url)
+            where = origin(parsed)
+        except (httpx.InvalidURL, TypeError, ValueError):
+            raise ForeignLink(f"{what} is not a URL: refused") from None
+        if where != self.origin or parsed.userinfo:
+            raise ForeignLink(
+                f"{what} points to {_shown(where)}, not the API at {_shown(self.origin)}: "
+                "refused, nothing was sent there"
+            )
+        return url
 
     def pages(
         self,
@@ -206,12 +311,20 @@ class OrdergrooveClient:
         stats: RequestStats,
         resume_url: str | None = None,
     ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
-        """Every page of a listing: (records, next URL). Follows `next` exactly as given."""
+        """Every page of a listing: (records, next URL). Follows `next` as given, but only on the
+        API's own origin (scheme, host and port), and stops a listing past `max_pages` pages."""
+        if resume_url:
+            self._checked(
+                resume_url,
+                f"{path}: the checkpoint saved in the warehouse (_ogsync_state.checkpoint_url; "
+                "set it to NULL for this endpoint to re-read its window)",
+            )
         url = resume_url or self.url(path)
         query: Mapping[str, str] | None = (
             None if resume_url else {**params, "page_size": str(PAGE_SIZE)}
         )
         seen: set[str] = set()
+        listed = 0
         while True:
             started = time.monotonic()
             body, _ = self.get(url, query, stats)
@@ -228,8 +341,14 @@ class OrdergrooveClient:
                 return
             if next_url in seen:
                 raise ApiError(f"{_where(url)}: the API returned the same cursor twice")
+            listed += 1
+            if listed >= self.max_pages:
+                raise TooMuch(
+                    f"{path}: the listing has not ended after {self.max_pages:,} pages "
+                    "(max_pages): the API keeps returning new cursors"
+                )
             seen.add(next_url)
-            url, query = next_url, None
+            url, query = self._checked(next_url, f"{path}: the API's next link"), None
 
     def retrieve(self, path: str, record_id: str, stats: RequestStats) -> dict[str, Any] | None:
         """One record by its id (`/orders/<id>/`), or None when the API no longer has it."""
@@ -241,20 +360,24 @@ class OrdergrooveClient:
             raise
         return body
 
-    def server_time(self, stats: RequestStats) -> datetime:
+    def server_time(self, stats: RequestStats) -> datetime | None:
         """Check the key and read the API's clock: one `/customers/?page_size=1` call.
 
-        A run's upper bound comes from the server's `Date`, so that the client's clock being
-        off can never open a gap between runs; the local clock stands in if there is no Date.
+        None when the API sends no `Date`, or one that can't be read (ogsync.clock decides
+        what bounds the run then, and whether a readable one is to be trusted).
         """
         _, headers = self.get(self.url("/customers/"), {"page_size": "1"}, stats)
         date = headers.get("date")
-        if date:
-            try:
-                return parsedate_to_datetime(date).astimezone(UTC)
-            except (TypeError, ValueError):
-                log.warning("the API sent an unreadable Date header; using the local clock")
-        return datetime.now(UTC).replace(microsecond=0)
+        if not date:
+            return None
+        try:
+            parsed = parsedate_to_datetime(date)
+            if parsed.tzinfo is None:  # "-0000": UTC by RFC 5322
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+        except (TypeError, ValueError, OverflowError, IndexError):
+            log.warning("the API sent an unreadable Date header (%.40r)", date)
+            return None
 
 
 def _where(url: str) -> str:
@@ -262,9 +385,8 @@ def _where(url: str) -> str:
     return httpx.URL(url).path
 
 
-def _refusal(url: str, response: httpx.Response, secret: str) -> ApiError:
-    status = response.status_code
-    detail = _detail(response, secret)
+def _refusal(url: str, status: int, content: bytes, secret: str) -> ApiError:
+    detail = _detail(content, secret)
     suffix = f" ({detail})" if detail else ""
     if status == 401:
         return AuthError(

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
+from ogsync.client import insecure_reason
 from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE, validate_cron
 
 ENVIRONMENTS = {
@@ -102,6 +103,8 @@ ENV_VARS = {
     "OGSYNC_WEBHOOK_SECRET": "webhook_secret",
     "OGSYNC_API_TIMEZONE": "api_timezone",
     "OGSYNC_ALLOW_INSECURE_HTTP": "allow_insecure_http",
+    "OGSYNC_CLOCK_TOLERANCE_MINUTES": "clock_tolerance_minutes",
+    "OGSYNC_ON_CLOCK_SKEW": "on_clock_skew",
 }
 SECRETS = {"api_key", "webhook_secret"}
 FILE_KEYS = {f.name for f in fields(Settings)} - SECRETS | {
@@ -246,6 +249,9 @@ def _validated(values: dict[str, Any]) -> Settings:
     url = urlsplit(settings.base_url)
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ConfigError(f"base URL {settings.base_url!r} is not an http(s) URL")
+    insecure = insecure_reason(settings.base_url)
+    if insecure and not settings.allow_insecure_http:
+        raise ConfigError(insecure)
     try:
         zone(settings.api_timezone)
     except ValueError as exc:

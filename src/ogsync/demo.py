@@ -65,7 +65,12 @@ def run_demo(records: int, path: Path, console: Console) -> None:
             )
         ) as sim,
     ):
-        settings = Settings(api_key=sim.api_key, base_url=sim.url, destination=f"duckdb:///{path}")
+        settings = Settings(
+            api_key=sim.api_key,
+            base_url=sim.url,
+            destination=f"duckdb:///{path}",
+            clock_tolerance_minutes=24 * 60,  # the simulated merchant's clock is moved on
+        )
         options = SyncOptions(endpoints=ENDPOINTS)
 
         first = run_sync(settings, options, inbox=inbox)

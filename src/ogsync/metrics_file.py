@@ -54,8 +54,17 @@ def write_metrics_file(path: str | Path, runs: Sequence[MerchantRun], now: datet
     last_ok = gauge(
         "last_success_timestamp_seconds", "Unix time the endpoint last synced successfully."
     )
+    rejected = gauge("rejected", "Records the last run set aside in _ogsync_rejected.")
+    webhooks_rejected = Gauge(
+        PREFIX + "webhooks_rejected",
+        "Webhook events the last run's drain set aside in _ogsync_rejected.",
+        ["merchant"],
+        registry=registry,
+    )
     for merchant_run in runs:
         result = merchant_run.result
+        if result.webhooks is not None:
+            webhooks_rejected.labels(merchant_run.merchant).set(result.webhooks.rejected)
         by_endpoint = {o.run.endpoint: o.run for o in result.outcomes}
         for extra in result.reconciled.runs if result.reconciled else ():  # --reconcile
             run = by_endpoint.get(extra.endpoint)
@@ -67,6 +76,7 @@ def write_metrics_file(path: str | Path, runs: Sequence[MerchantRun], now: datet
             retries.labels(*labels).set(run.retries)
             waits.labels(*labels).set(run.rate_limit_waits)
             soft_deletes.labels(*labels).set(run.soft_deletes)
+            rejected.labels(*labels).set(run.rejected)
             finished = run.finished_at or now
             duration.labels(*labels).set(max((finished - run.started_at).total_seconds(), 0.0))
             ok = run.status == "success"

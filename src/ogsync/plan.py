@@ -24,6 +24,7 @@ from math import ceil
 from zoneinfo import ZoneInfo
 
 from ogsync.apitime import format_filter, from_local_naive
+from ogsync.clock import DEFAULT_TOLERANCE, in_future
 from ogsync.endpoints import Endpoint
 
 DEFAULT_OVERLAP = timedelta(minutes=60)
@@ -73,6 +74,10 @@ class EndpointPlan:
     endpoint: Endpoint
     mode: Mode
     windows: tuple[Window, ...]
+    # A watermark found past real time (a wrong clock committed it): the plan reads the
+    # endpoint from the beginning, and finishing it replaces the watermark instead of only
+    # ever moving it forward.
+    future_watermark: datetime | None = None
 
     @property
     def resumable(self) -> bool:
@@ -89,7 +94,10 @@ def plan_endpoint(
     since: datetime | None = None,
     until: datetime | None = None,
     full_refresh: bool = False,
+    tolerance: timedelta = DEFAULT_TOLERANCE,
 ) -> EndpointPlan:
+    """`run_started_at` is a trusted clock (ogsync.clock.run_clock): a watermark later than it
+    by more than `tolerance` can't be right, and nothing after it is known to be loaded."""
     if since is not None or until is not None:
         if not ep.incremental:
             return EndpointPlan(ep, Mode.TEST_WINDOW, (Window(None, None),))
@@ -102,8 +110,20 @@ def plan_endpoint(
         )
     windows: list[Window] = []
     watermark = state.watermark
-    if state.checkpoint is not None:
-        cp = state.checkpoint
+    checkpoint = state.checkpoint
+    future = next(
+        (
+            mark
+            for mark in (watermark, checkpoint.watermark_after if checkpoint else None)
+            if in_future(mark, run_started_at, tolerance)
+        ),
+        None,
+    )
+    if future is not None:  # when the wrong clock struck is unknown: read it all again
+        window = Window(None, run_started_at + overlap, watermark_after=run_started_at)
+        return EndpointPlan(ep, Mode.INCREMENTAL, (window,), future_watermark=future)
+    if checkpoint is not None:
+        cp = checkpoint
         windows.append(Window(cp.window_start, cp.window_end, cp.next_url, cp.watermark_after))
         if cp.watermark_after is not None:
             watermark = cp.watermark_after
@@ -122,6 +142,7 @@ def plan_run(
     since: datetime | None = None,
     until: datetime | None = None,
     full_refresh: bool = False,
+    tolerance: timedelta = DEFAULT_TOLERANCE,
 ) -> list[EndpointPlan]:
     """One plan per endpoint, the largest (by its previous run) first."""
     plans = [
@@ -133,6 +154,7 @@ def plan_run(
             since=since,
             until=until,
             full_refresh=full_refresh,
+            tolerance=tolerance,
         )
         for ep in endpoints
     ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ogsync.clock import DEFAULT_TOLERANCE, in_future
 from ogsync.destinations.base import RUNS_TABLE, STATE_TABLE, quote
 from ogsync.endpoints import ENDPOINTS, Endpoint
 
@@ -44,6 +45,9 @@ class EndpointStatus:
     last_success_at: datetime | None  # when the last successful sync (not NOT_A_SYNC) ended
     live: int
     deleted: int
+    # The watermark lies past real time: a wrong clock committed it, and the next sync reads
+    # the endpoint again from the beginning to repair it. Until then it counts as stale.
+    future_watermark: bool = False
 
     def as_json(self) -> dict[str, Any]:
         run = self.last_run
@@ -67,11 +71,15 @@ class EndpointStatus:
             "last_success_at": _iso(self.last_success_at),
             "live": self.live,
             "deleted": self.deleted,
+            "future_watermark": self.future_watermark,
         }
 
 
 def warehouse_status(
-    destination: Any, now: datetime, endpoints: Iterable[Endpoint] = ENDPOINTS
+    destination: Any,
+    now: datetime,
+    endpoints: Iterable[Endpoint] = ENDPOINTS,
+    tolerance: timedelta = DEFAULT_TOLERANCE,
 ) -> list[EndpointStatus]:
     """One status per endpoint, read through `destination.execute` (a SqlDestination).
 
@@ -129,6 +137,7 @@ def warehouse_status(
                 last_success_at=last_success.get(ep.name),
                 live=int(live or 0),
                 deleted=int(deleted or 0),
+                future_watermark=in_future(watermark, now, tolerance),
             )
         )
     return statuses
@@ -147,8 +156,9 @@ def shown(statuses: Sequence[EndpointStatus], names: set[str] | None) -> list[En
 
 
 def stale(statuses: Sequence[EndpointStatus], max_lag: timedelta) -> list[str]:
-    """Endpoints whose lag is above `max_lag`; one never synced always is."""
-    return [s.endpoint for s in statuses if s.lag is None or s.lag > max_lag]
+    """Endpoints whose lag is above `max_lag`; one never synced, or whose watermark lies in the
+    future, always is."""
+    return [s.endpoint for s in statuses if s.lag is None or s.lag > max_lag or s.future_watermark]
 
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*", re.IGNORECASE)

@@ -31,10 +31,11 @@ from ogsync.client import (
     RequestStats,
     RetryPolicy,
 )
+from ogsync.clock import DEFAULT_TOLERANCE, ClockSkew, ClockSource, OnSkew, RunClock, run_clock
 from ogsync.concurrency import WorkerSlots, timed
 from ogsync.config import Settings
 from ogsync.destinations import open_destination
-from ogsync.destinations.base import Commit, Destination, RunLog, WriteResult
+from ogsync.destinations.base import ApplyResult, Commit, Destination, RunLog, WriteResult
 from ogsync.destinations.sql import SqlDestination
 from ogsync.endpoints import ENDPOINTS, Endpoint
 from ogsync.plan import (
@@ -81,6 +82,9 @@ class SyncOptions:
     # can go at the same time (one Airflow task per endpoint). The webhook inbox and
     # reconciling touch other endpoints' rows, so they are left to a run holding it all.
     exclusive: bool = True
+    # How far the API's clock may be from the local one, and what a run does past that.
+    clock_tolerance: timedelta = DEFAULT_TOLERANCE
+    on_clock_skew: OnSkew = OnSkew.FAIL
 
     def __post_init__(self) -> None:
         if self.reconcile and not self.exclusive:
@@ -96,6 +100,8 @@ class SyncOptions:
             overlap=settings.overlap,
             max_workers=min(settings.workers, 5),
             batch_records=settings.batch_records,
+            clock_tolerance=timedelta(minutes=settings.clock_tolerance_minutes),
+            on_clock_skew=OnSkew(settings.on_clock_skew),
             **chosen,
         )
 
@@ -132,6 +138,7 @@ class SyncResult:
     outcomes: list[EndpointOutcome]
     reconciled: ReconcileResult | None = None
     workers_at_once: int = 0  # the most endpoints that synced at the same time
+    webhooks: ApplyResult | None = None  # the inbox drained before fetching, if there was one
 
     @property
     def exit_code(self) -> int:
@@ -272,7 +279,10 @@ class SyncEngine:
         listener: Listener | None = None,
         stop: threading.Event | None = None,
         inbox: Inbox | None = None,
+        local_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.local_clock = local_clock
+        self._clock_source: str | None = None
         self.inbox = inbox
         self.client = client
         self.destination = destination
@@ -284,9 +294,11 @@ class SyncEngine:
     def run(self) -> SyncResult:
         """Sync every chosen endpoint; raises AuthError if the key is refused up front."""
         self.destination.prepare(ENDPOINTS)  # every table exists, synced or not yet
+        webhooks = None
         if self.inbox is not None:  # deletions the webhooks announced since the last run
-            apply_inbox(self.inbox, self.destination)
-        run_started_at = self.client.server_time(RequestStats())
+            webhooks = apply_inbox(self.inbox, self.destination)
+        clock = self._clock()
+        run_started_at = clock.at
         run_id = new_run_id(run_started_at)
         states = self.destination.load_states()
         plans = plan_run(
@@ -297,7 +309,16 @@ class SyncEngine:
             since=self.options.since,
             until=self.options.until,
             full_refresh=self.options.full_refresh,
+            tolerance=self.options.clock_tolerance,
         )
+        for plan in plans:
+            if plan.future_watermark is not None:
+                log.warning(
+                    "%s: its watermark %s is past real time (a wrong clock committed it); "
+                    "reading the endpoint from the beginning to repair it",
+                    plan.endpoint.name,
+                    plan.future_watermark.isoformat(),
+                )
         if self.options.backfill is not None:
             plans = [self._backfill_plan(p.endpoint, run_started_at) for p in plans]
         self.listener.planned(plans, run_started_at)
@@ -314,10 +335,38 @@ class SyncEngine:
         finally:
             loader.close()
         log.info("endpoints synced %d at once (at most %d)", slots.peak, workers)
-        result = SyncResult(run_id, run_started_at, outcomes, workers_at_once=slots.peak)
+        result = SyncResult(
+            run_id, run_started_at, outcomes, workers_at_once=slots.peak, webhooks=webhooks
+        )
         if self.options.reconcile and isinstance(self.destination, SqlDestination):
             result.reconciled = reconcile(self.client, self.destination, run_id)
         return result
+
+    def _clock(self) -> RunClock:
+        """The run's bound, checked against the local clock (ogsync.clock)."""
+        api_time = self.client.server_time(RequestStats())
+        try:
+            clock = run_clock(
+                api_time,
+                self.local_clock(),
+                tolerance=self.options.clock_tolerance,
+                on_skew=self.options.on_clock_skew,
+            )
+        except ClockSkew as exc:
+            now = datetime.now(UTC)
+            run_id = new_run_id(now)
+            for ep in self.options.endpoints:  # `status` shows why nothing synced
+                self.destination.log_run(
+                    RunLog(run_id, ep.name, "sync", now, status="failed",
+                           error=str(exc), finished_at=now, clock=ClockSource.API.value)
+                )  # fmt: skip
+            raise
+        if clock.source == ClockSource.API:
+            log.info("run bounded by the API clock: %s", clock.at.isoformat())
+        else:
+            log.warning("%s; run bounded by the local clock: %s", clock.note, clock.at.isoformat())
+        self._clock_source = clock.source.value
+        return clock
 
     def _backfill_plan(self, ep: Endpoint, run_started_at: datetime) -> EndpointPlan:
         spec = self.options.backfill
@@ -350,6 +399,7 @@ class SyncEngine:
             started_at=datetime.now(UTC),
             window_start=plan.windows[0].start if plan.windows else None,
             window_end=plan.windows[-1].end if plan.windows else None,
+            clock=self._clock_source,
         )
         outcome = EndpointOutcome(ep.name, plan.mode.value, run, plan.windows)
         stats = RequestStats()
@@ -366,7 +416,7 @@ class SyncEngine:
                              stats.last_page_seconds)  # fmt: skip
                     windows.extendleft(reversed(split.halves))
             run.status = "success"
-        except (ApiError, MissingKey, _Stopped) as exc:
+        except (ApiError, MissingKey, _Stopped) as exc:  # Interrupted is an ApiError
             run.status, run.error = "failed", str(exc)
             outcome.auth_failure = isinstance(exc, AuthError)
         except Exception as exc:  # a warehouse or bug: the endpoint fails, the run goes on
@@ -445,6 +495,7 @@ class SyncEngine:
                 else None,
                 backfill_next=next_url,
                 watermark=window.watermark_after if done else None,
+                watermark_replaces=plan.future_watermark is not None,
                 refreshed_keys=pa.chunked_array(refreshed, pa.string())
                 if done and refreshed is not None
                 else None,
@@ -481,6 +532,27 @@ class _Split(Exception):
         self.halves = halves
 
 
+def api_client(
+    settings: Settings,
+    api_key: str,
+    *,
+    stop: threading.Event | None = None,
+    max_attempts: int | None = None,
+) -> OrdergrooveClient:
+    """The API client as the settings describe it."""
+    return OrdergrooveClient(
+        settings.base_url,
+        api_key,
+        timeout_seconds=settings.timeout_seconds,
+        retry=RetryPolicy(max_attempts=max_attempts or settings.max_attempts),
+        budget=RateBudget(settings.requests_per_minute),
+        allow_insecure_http=settings.allow_insecure_http,
+        max_page_bytes=settings.max_page_bytes,
+        max_pages=settings.max_pages,
+        stop=stop,
+    )
+
+
 def run_sync(
     settings: Settings,
     options: SyncOptions,
@@ -506,13 +578,7 @@ def run_sync(
     elif own_inbox:
         inbox = inbox_for_sync(settings)
     try:
-        with OrdergrooveClient(
-            settings.base_url,
-            api_key,
-            timeout_seconds=settings.timeout_seconds,
-            retry=RetryPolicy(max_attempts=settings.max_attempts),
-            budget=RateBudget(settings.requests_per_minute),
-        ) as client:
+        with api_client(settings, api_key, stop=stop) as client:
             engine = SyncEngine(client, destination, settings.tz, options, listener, stop, inbox)
             return engine.run()
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import httpx
 
 from ogsync.endpoints import select
 from ogsync.simulator.server import simulator_process
+from ogsync.testing.cli import clean_env
 
 
 def ogsync(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
@@ -37,7 +37,7 @@ def test_two_merchants_sync_into_separate_schemas_with_separate_state(tmp_path):
             f'[merchants.beta]\napi_key_env = "BETA_KEY"\nbase_url = "{beta.url}"\n'
             'schema = "beta"\n'
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+        env = clean_env()
         env.update(ALPHA_KEY="alpha-key-1", BETA_KEY="beta-key-2", OGSYNC_API_KEY="ignored")
         both = ogsync("sync", env=env, cwd=tmp_path)
         assert both.returncode == 0, both.stderr

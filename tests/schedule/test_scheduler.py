@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from ogsync.schedule import Scheduler, next_run, validate_cron
 from ogsync.simulator.server import simulator_process
+from ogsync.testing.cli import clean_env
 
 CHICAGO = ZoneInfo("America/Chicago")
 
@@ -73,7 +73,7 @@ def test_a_failing_run_is_counted_and_the_scheduler_keeps_going():
 def test_sigterm_ends_the_scheduler_cleanly_with_committed_data(tmp_path):
     args = ["--records", "3000", "--latency-ms", "20"]
     with simulator_process(args) as api:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+        env = clean_env()
         db = tmp_path / "w.duckdb"
         env.update(OGSYNC_API_KEY=api.api_key, OGSYNC_BASE_URL=api.url,
                    OGSYNC_DESTINATION=f"duckdb:///{db}")  # fmt: skip
@@ -99,7 +99,7 @@ def test_sigterm_ends_the_scheduler_cleanly_with_committed_data(tmp_path):
 
 
 def test_schedule_with_a_bad_cron_exits_2_with_one_line(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+    env = clean_env()
     env["OGSYNC_API_KEY"] = "k"
     result = subprocess.run(
         [sys.executable, "-m", "ogsync", "schedule", "--cron", "0 99 * * *"],

@@ -20,6 +20,8 @@ from ogsync.endpoints import BY_NAME, ENDPOINTS, Endpoint
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
 from ogsync.sync import Listener, SyncEngine, SyncOptions, SyncResult
 
+# The tests move the simulator's clock on by hours; the clock check has tests of its own.
+SIMULATED_CLOCK_TOLERANCE = timedelta(days=366)
 FAST_RETRY = RetryPolicy(max_attempts=12, base_seconds=0.005, cap_seconds=0.05)
 
 
@@ -53,6 +55,7 @@ def run_sync(
     own_client = client is None
     client = client or client_for(sim)
     try:
+        options.setdefault("clock_tolerance", SIMULATED_CLOCK_TOLERANCE)
         opts = SyncOptions(endpoints=tuple(endpoints), overlap=overlap, **options)
         engine = SyncEngine(client, destination, zone(api_timezone), opts, listener, inbox=inbox)
         return engine.run()

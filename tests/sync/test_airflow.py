@@ -8,7 +8,6 @@ process's, reached over HTTP and SQL as in production.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from sync_support import (
 )
 
 from ogsync.endpoints import select
+from ogsync.testing.cli import clean_env
 from ogsync.webhooks.inbox import SQLiteInbox
 from ogsync.webhooks.receiver import receiver_in_thread
 
@@ -46,7 +46,7 @@ class Airflow:
         self.dags = home / "dags"
         self.dags.mkdir(parents=True)
         shutil.copy(EXAMPLE, self.dags / EXAMPLE.name)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("OGSYNC_", "AIRFLOW"))}
+        self.env = {k: v for k, v in clean_env().items() if not k.startswith("AIRFLOW")}
         self.env.update(
             AIRFLOW_HOME=str(home),
             AIRFLOW__CORE__DAGS_FOLDER=str(self.dags),

@@ -91,13 +91,37 @@ def test_no_watermark_means_full_history():
 
 
 def test_watermark_after_run_start_is_clamped():
-    """A watermark ahead of this run's clock (skew) never makes an empty or inverted window."""
-    watermark = RUN + timedelta(hours=5)
+    """A watermark a little ahead of this run's clock (skew within the tolerance) never makes
+    an empty or inverted window."""
+    watermark = RUN + timedelta(minutes=4)
     window = only_window(plan_endpoint(ORDERS, EndpointState(watermark), run_started_at=RUN))
     assert window.start == RUN - DEFAULT_OVERLAP
     assert window.end == RUN + DEFAULT_OVERLAP
     assert window.watermark_after == RUN
     assert window.start < window.end
+
+
+@pytest.mark.parametrize("ahead", [timedelta(minutes=6), timedelta(days=365)])
+@pytest.mark.parametrize("in_checkpoint", [False, True])
+def test_a_watermark_past_real_time_is_repaired_by_reading_from_the_beginning(ahead, in_checkpoint):
+    future = RUN + ahead
+    state = (
+        EndpointState(RUN - timedelta(days=1), Checkpoint(RUN, future, "https://x/?c=1", future))
+        if in_checkpoint
+        else EndpointState(future)
+    )
+    plan = plan_endpoint(ORDERS, state, run_started_at=RUN, tolerance=timedelta(minutes=5))
+    assert plan.future_watermark == future
+    (window,) = plan.windows  # the poisoned checkpoint is not followed either
+    assert (window.start, window.resume_url) == (None, None)
+    assert window.end == RUN + DEFAULT_OVERLAP
+    assert window.watermark_after == RUN
+
+
+def test_a_watermark_within_the_tolerance_is_no_repair():
+    state = EndpointState(RUN + timedelta(minutes=5))
+    plan = plan_endpoint(ORDERS, state, run_started_at=RUN, tolerance=timedelta(minutes=5))
+    assert plan.future_watermark is None
 
 
 def test_window_params_in_api_zone():

@@ -5,7 +5,6 @@ nothing else may be lost either: it is delivered again."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from webhook_support import SECRET, inbox_rows
 
 from ogsync.serving import stop_process
 from ogsync.simulator.server import SimulatorConfig, free_port, simulator_in_thread
+from ogsync.testing.cli import clean_env
 from ogsync.webhooks.receiver import PATH
 
 START_ISO = "2025-03-14T17:00:00+00:00"
@@ -111,7 +111,7 @@ def test_deliveries_refused_while_the_key_is_wrong_arrive_after_it_is_fixed(
 
 
 def spawn_receiver(port: int, inbox: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+    env = clean_env()
     env["OGSYNC_WEBHOOK_SECRET"] = SECRET
     cmd = [sys.executable, "-m", "ogsync", "webhooks", "serve", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--inbox", str(inbox)]

@@ -78,7 +78,8 @@ def test_duplicates_within_one_group_commit(any_inbox):
 
 
 def test_pending_is_oldest_first_and_mark_applied_clears_it(any_inbox):
-    late, early, undated = ev(created=2000), ev(created=1000), ev(created=None)
+    late, early = ev(created=1_700_002_000), ev(created=1_700_001_000)
+    undated = ev(created=None)
     undated = InboxEvent(**{**undated.__dict__, "created": None})
     for e in (late, early, undated):
         any_inbox.put(e)

@@ -89,6 +89,8 @@ class Commit:
     checkpoint: Checkpoint | None = None  # where the window stands after this batch
     keep_checkpoint: bool = False  # write `checkpoint` (None clears it) only when True
     watermark: datetime | None = None  # the window is done: move the watermark here
+    # Set `watermark` even if it is earlier: the one there came from a wrong clock.
+    watermark_replaces: bool = False
     # A full refresh is done: soft-delete the rest. Arrow, since it may hold every key of a
     # large endpoint (a Python set of them took four times the memory).
     refreshed_keys: pa.ChunkedArray | None = None
@@ -125,6 +127,7 @@ class ApplyResult:
     stored: int = 0  # events new to the warehouse's `events` table
     deletions: int = 0  # tombstones recorded in `_ogsync_deletions`
     soft_deleted: int = 0  # rows soft-deleted by them now (others wait for their rows)
+    rejected: int = 0  # events set aside in `_ogsync_rejected`: they could not be applied
 
 
 class Destination(Protocol):
@@ -143,6 +146,9 @@ class Destination(Protocol):
 
     def apply_events(self, events: Sequence[WebhookEvent]) -> ApplyResult:
         """Store webhook events and soft-delete what their deletions cover, atomically."""
+
+    def reject(self, rows: Sequence[Rejected], run_id: str | None = None) -> None:
+        """Keep input that could not be applied in `_ogsync_rejected`, in its own transaction."""
 
     def idle(self) -> None:
         """Nothing waits to be written: a moment for housekeeping that would otherwise wait

@@ -230,6 +230,11 @@ class SqlDestination(ABC):
                 [(r.source, r.item_id, r.reason, r.payload, run_id, at) for r in rows],
             )
 
+    def reject(self, rows: Sequence[Rejected], run_id: str | None = None) -> None:
+        if rows:
+            with self.transaction():
+                self.record_rejected(rows, run_id, datetime.now(UTC))
+
     def upsert_statement(self, ep: Endpoint, staged: str) -> str:
         sql = self.table_sql(ep)
         json_types = (FieldType.JSON, FieldType.JSON_TEXT)
@@ -407,7 +412,11 @@ class SqlDestination(ABC):
                     ep.name,
                 ],
             )
-        if commit.watermark is not None:  # a watermark never moves backwards
+        if commit.watermark is not None and commit.watermark_replaces:
+            self.execute(
+                f"UPDATE {table} SET watermark = ? WHERE endpoint = ?", [commit.watermark, ep.name]
+            )
+        elif commit.watermark is not None:  # a watermark never moves backwards
             self.execute(
                 f"UPDATE {table} SET watermark = greatest(coalesce(watermark, ?), ?) "
                 "WHERE endpoint = ?",

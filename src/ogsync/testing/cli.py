@@ -11,10 +11,16 @@ from pathlib import Path
 
 from ogsync.serving import wait_until_answering
 
+# Tests and benchmarks move the simulator's clock on by hours: the runs they start trust it
+# within a year, unless they set the tolerance themselves.
+SIMULATED_CLOCK_TOLERANCE = {"OGSYNC_CLOCK_TOLERANCE_MINUTES": str(366 * 24 * 60)}
+
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without any OGSYNC_ setting, plus `extra`."""
+    """This process's environment without any OGSYNC_ setting, plus `extra` (and the
+    simulated clock's tolerance, unless `extra` sets it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+    env.update(SIMULATED_CLOCK_TOLERANCE)
     env.update(extra or {})
     return env
 

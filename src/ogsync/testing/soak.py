@@ -10,7 +10,6 @@ length; the test suite runs a short one.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -29,6 +28,7 @@ import orjson
 
 from ogsync.endpoints import select
 from ogsync.simulator.server import DEFAULT_API_KEY, free_port, simulator_process
+from ogsync.testing.cli import clean_env
 
 SECRET = "soak-webhook-secret"
 FAULTS = {"rate_429": 0.2, "rate_5xx": 0.05, "rate_drop": 0.02, "rate_malformed": 0.01}
@@ -132,7 +132,7 @@ def run_soak(
     )
     db, inbox, log = work / "w.duckdb", work / "inbox.sqlite", work / "soak.log"
     receiver_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
+    env = clean_env()
     sim_args = ["--records", str(records), "--seed", str(seed), "--latency-ms", "5",
                 "--webhook-url", f"http://127.0.0.1:{receiver_port}/webhooks/ordergroove",
                 "--webhook-secret", SECRET, "--webhook-duplicates", "0.2", "--webhook-shuffle",

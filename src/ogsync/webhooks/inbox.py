@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -90,7 +92,7 @@ class InboxEvent:
         return cls(
             event_id=event_id,
             type=kind,
-            created=_unix(envelope.get("created")),
+            created=unix_seconds(envelope.get("created")),
             object_type=object_type,
             object_id=object_id,
             order_id=_text(obj.get("order")),
@@ -107,15 +109,41 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _unix(value: Any) -> int | None:
-    if isinstance(value, bool):
+# An event's `created` must fall in this span of unix seconds to be believed (2000 to 2100).
+EARLIEST_CREATED = 946_684_800
+LATEST_CREATED = 4_102_444_800
+
+
+def unix_seconds(value: Any) -> int | None:
+    """`created` as unix seconds, read the ways a sender plausibly writes it: seconds,
+    milliseconds or microseconds (as numbers or digit strings), or an ISO-8601 time. Anything
+    else, or a time outside 2000-2100, is None: never an error, so one odd event can't break
+    the inbox or the warehouse (its payload is kept whole)."""
+    seconds: float | None = None
+    if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
+    if isinstance(value, int) and abs(value) > 10**18:  # float() of a huge int overflows
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value) if math.isfinite(value) else None
+    elif isinstance(value, str) and len(value) <= 64:
+        text = value.strip()
+        try:
+            seconds = float(text) if text.isascii() and text.replace(".", "", 1).isdigit() else None
+        except ValueError:
+            seconds = None
+        if seconds is None:
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                return None
+            parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            seconds = parsed.timestamp()
+    if seconds is None:
+        return None
+    for scale in (1, 1_000, 1_000_000):  # seconds, then milliseconds, then microseconds
+        if EARLIEST_CREATED <= seconds / scale <= LATEST_CREATED:
+            return int(seconds / scale)
     return None
 
 
@@ -304,10 +332,15 @@ class GroupCommitInbox:
             self._commit(conn)
             self.commits += 1
         except Exception as exc:  # the caller answers 5xx; the sender retries
-            log.error("inbox write of %d event(s) failed: %s", len(puts), exc)
             self._broken()
-            for p in puts:
-                p.future.set_exception(exc)
+            if len(puts) > 1:  # one event the database refuses must not fail the others
+                log.warning("inbox write of %d events failed (%s); writing each alone",
+                            len(puts), exc)  # fmt: skip
+                for p in puts:
+                    self._write([p])
+                return
+            log.error("inbox write of event %s failed: %s", puts[0].event.event_id, exc)
+            puts[0].future.set_exception(exc)
             return
         for p, new in zip(puts, fresh, strict=True):
             p.future.set_result(new)
