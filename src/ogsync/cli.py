@@ -41,8 +41,15 @@ if TYPE_CHECKING:
     from ogsync.metrics_file import MerchantRun
     from ogsync.status import EndpointStatus
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-simulator_app = typer.Typer(no_args_is_help=True, help="The local Ordergroove API simulator.")
+# Tracebacks never show local variables: an API key is a local somewhere.
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+)
+simulator_app = typer.Typer(
+    no_args_is_help=True,
+    help="The local Ordergroove API simulator.",
+    pretty_exceptions_show_locals=False,
+)
 app.add_typer(simulator_app, name="simulator")
 
 err = Console(stderr=True)
@@ -161,7 +168,11 @@ def simulator_serve(
     serve(config, host, port)
 
 
-webhooks_app = typer.Typer(no_args_is_help=True, help="Receive Ordergroove webhooks.")
+webhooks_app = typer.Typer(
+    no_args_is_help=True,
+    help="Receive Ordergroove webhooks.",
+    pretty_exceptions_show_locals=False,
+)
 app.add_typer(webhooks_app, name="webhooks")
 
 
@@ -319,14 +330,17 @@ def sync(
             config=config,
             merchant=name,
         )
-        options = SyncOptions.from_settings(
-            settings,
-            chosen,
-            since=_instant(since, settings.tz, "--since"),
-            until=_instant(until, settings.tz, "--until"),
-            full_refresh=full_refresh,
-            reconcile=reconcile,
-        )
+        try:
+            options = SyncOptions.from_settings(
+                settings,
+                chosen,
+                since=_instant(since, settings.tz, "--since"),
+                until=_instant(until, settings.tz, "--until"),
+                full_refresh=full_refresh,
+                reconcile=reconcile,
+            )
+        except ValueError as exc:
+            raise fail(str(exc)) from None
         planned.append((name, settings, options))
     worst = EXIT_OK
     ran: list[MerchantRun] = []
@@ -452,13 +466,16 @@ def backfill(
         raise fail(str(exc)) from None
     first = _instant(start, settings.tz, "--start")
     assert first is not None
-    spec = Backfill(
-        start=first,
-        end=_instant(end, settings.tz, "--end"),
-        size=window,
-        slow_page_seconds=slow_page_seconds,
-    )
-    options = SyncOptions.from_settings(settings, chosen, backfill=spec)
+    try:
+        spec = Backfill(
+            start=first,
+            end=_instant(end, settings.tz, "--end"),
+            size=window,
+            slow_page_seconds=slow_page_seconds,
+        )
+        options = SyncOptions.from_settings(settings, chosen, backfill=spec)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     raise typer.Exit(_run_logged(settings, options, log_format)[0])
 
 

@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import timedelta
+from math import isfinite
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -217,6 +218,22 @@ def load_settings(
     return _validated(merged)
 
 
+# Each number's sane range: what the API allows (6,000 requests a minute, five workers), what
+# a run can use, and room for tests that move a simulated clock by months.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "overlap_minutes": (0, 7 * 24 * 60),
+    "timeout_seconds": (0.1, 24 * 3600),
+    "max_attempts": (1, 100),
+    "requests_per_minute": (1, 6000),
+    "workers": (1, 5),
+    "batch_records": (1, 1_000_000),
+    "clock_tolerance_minutes": (0, 10 * 366 * 24 * 60),
+    "max_page_bytes": (1024, 2**30),
+    "max_record_bytes": (1024, 2**30),
+    "max_pages": (1, 100_000_000),
+}
+
+
 def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -256,22 +273,19 @@ def _validated(values: dict[str, Any]) -> Settings:
         zone(settings.api_timezone)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    for name in (
-        "timeout_seconds",
-        "max_attempts",
-        "requests_per_minute",
-        "workers",
-        "batch_records",
-    ):
-        if getattr(settings, name) <= 0:
-            raise ConfigError(f"{name} must be above 0")
+    for name, (low, high) in BOUNDS.items():
+        value = getattr(settings, name)
+        if not (isfinite(value) and low <= value <= high):  # NaN fails every comparison
+            raise ConfigError(f"{name} = {value!r}: must be from {low:,} to {high:,}")
+    if settings.max_record_bytes > settings.max_page_bytes:
+        raise ConfigError("max_record_bytes must not be above max_page_bytes")
+    if settings.on_clock_skew not in ("fail", "local"):
+        raise ConfigError(f"on_clock_skew = {settings.on_clock_skew!r}: use fail or local")
     try:
         validate_cron(settings.schedule)
         zone(settings.schedule_timezone)
     except ValueError as exc:
         raise ConfigError(f"schedule: {exc}") from None
-    if settings.overlap_minutes < 0:
-        raise ConfigError("overlap_minutes must not be negative")
     if not settings.schema.replace("_", "").isalnum():
         raise ConfigError(f"schema {settings.schema!r}: use letters, digits and underscores")
     return settings

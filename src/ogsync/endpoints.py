@@ -252,6 +252,8 @@ def select(names: Iterable[str] | str | None) -> tuple[Endpoint, ...]:
     if isinstance(names, str):
         names = [n for n in names.replace(" ", "").split(",") if n]
     wanted = list(names)
+    if not wanted:
+        raise ValueError("no endpoints named: give a comma-separated list, or all")
     if wanted == ["all"]:
         return ENDPOINTS
     chosen = {get(n).name for n in wanted}

@@ -64,12 +64,19 @@ class LogListener(Listener):
     def __init__(self) -> None:
         self.run_id = ""
 
-    def planned(self, plans: Sequence[EndpointPlan], run_started_at: datetime) -> None:
+    def planned(
+        self, plans: Sequence[EndpointPlan], run_started_at: datetime, clock: str = "api"
+    ) -> None:
         log.info(
-            "run starts at %s (API clock): %s",
+            "run starts at %s (%s clock): %s",
             run_started_at.isoformat(),
+            "API" if clock == "api" else "local",
             ", ".join(f"{p.endpoint.name} {p.mode.value}" for p in plans),
-            extra={"event": "planned", "run_started_at": run_started_at.isoformat()},
+            extra={
+                "event": "planned",
+                "run_started_at": run_started_at.isoformat(),
+                "clock": clock,
+            },
         )
 
     def batch(self, endpoint: str, run: RunLog, fetched: int) -> None:
@@ -154,8 +161,10 @@ class ProgressListener(LogListener):
         )
         self.tasks: dict[str, Any] = {}
 
-    def planned(self, plans: Sequence[EndpointPlan], run_started_at: datetime) -> None:
-        super().planned(plans, run_started_at)
+    def planned(
+        self, plans: Sequence[EndpointPlan], run_started_at: datetime, clock: str = "api"
+    ) -> None:
+        super().planned(plans, run_started_at, clock)
         self.progress.start()
         for plan in plans:
             name = plan.endpoint.name

@@ -19,6 +19,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ogsync.destinations.base import Rejected
 from ogsync.endpoints import Endpoint, FieldType
 
 DECIMAL_TYPE = pa.decimal128(38, 9)
@@ -328,14 +329,19 @@ class TypingReport:
 
     unparsed: Counter[str] = field(default_factory=Counter)
     unknown_fields: set[str] = field(default_factory=set)
+    # Records set aside instead of loaded: this batch's, whole, and how many in all.
+    rejected: list[Rejected] = field(default_factory=list)
+    rejected_count: int = 0
 
     @property
     def warnings(self) -> int:
-        return sum(self.unparsed.values())
+        return sum(self.unparsed.values()) + self.rejected_count
 
     def merge(self, other: TypingReport) -> None:
+        """Add up the counts (the rejected records themselves go with their own batch)."""
         self.unparsed.update(other.unparsed)
         self.unknown_fields |= other.unknown_fields
+        self.rejected_count += other.rejected_count
 
 
 class MissingKey(ValueError):
@@ -355,24 +361,48 @@ def arrow_schema(ep: Endpoint) -> pa.Schema:
 
 
 def type_records(
-    ep: Endpoint, records: Sequence[Any], tz: ZoneInfo, first_seq: int = 0
+    ep: Endpoint,
+    records: Sequence[Any],
+    tz: ZoneInfo,
+    first_seq: int = 0,
+    max_record_bytes: int | None = None,
 ) -> tuple[pa.Table, TypingReport]:
-    """Typed columns for `records`, in order; `_seq` numbers them from `first_seq`."""
+    """Typed columns for `records`, in order; `_seq` numbers them from `first_seq`.
+
+    A record whose key is not text (a number, say, which would otherwise merge with the text
+    of the same digits), or whose JSON is over `max_record_bytes`, is not loaded: it is set
+    aside whole in `report.rejected`. A record with no key at all makes the page malformed.
+    """
     report = TypingReport()
     known = set(ep.field_names)
+    kept: list[dict[str, Any]] = []
+    raws: list[str] = []
     for record in records:
         if not isinstance(record, dict):
             raise MissingKey(f"{ep.name}: a record is not a JSON object")
         key = record.get(ep.key)
         if _null(key) or isinstance(key, (dict, list)):
             raise MissingKey(f"{ep.name}: a record has no {ep.key}")
+        raw = orjson.dumps(record).decode()
+        why = None
+        if not isinstance(key, str):
+            why = f"{ep.key} is a {type(key).__name__}, not text"
+        elif max_record_bytes is not None and len(raw) > max_record_bytes:
+            why = f"{len(raw):,} bytes, over max_record_bytes ({max_record_bytes:,})"
+        if why is not None:
+            item = key if isinstance(key, str) else repr(key)
+            report.rejected.append(Rejected(ep.name, item[:200], why, raw))
+            report.rejected_count += 1
+            continue
+        kept.append(record)
+        raws.append(raw)
         if len(record) != len(known) or record.keys() != known:
             report.unknown_fields |= record.keys() - known
     times = _LocalTimes(tz)
     arrays: list[pa.Array] = []
-    latest = pa.nulls(len(records), TIMESTAMP_TYPE)
+    latest = pa.nulls(len(kept), TIMESTAMP_TYPE)
     for f in ep.fields:
-        values = [r.get(f.name) for r in records]
+        values = [r.get(f.name) for r in kept]
         if f.type == FieldType.TIMESTAMP:
             earliest, last = times.column(values, report.unparsed, f.name)
             arrays.append(earliest)
@@ -380,7 +410,7 @@ def type_records(
                 latest = last
         else:
             arrays.append(_column(f.type, values, times, report.unparsed, f.name))
-    arrays.append(pa.array([orjson.dumps(r).decode() for r in records], pa.string()))
-    arrays.append(pa.array(range(first_seq, first_seq + len(records)), pa.int64()))
+    arrays.append(pa.array(raws, pa.string()))
+    arrays.append(pa.array(range(first_seq, first_seq + len(kept)), pa.int64()))
     arrays.append(latest)
     return pa.Table.from_arrays(arrays, schema=arrow_schema(ep)), report

@@ -35,7 +35,14 @@ from ogsync.clock import DEFAULT_TOLERANCE, ClockSkew, ClockSource, OnSkew, RunC
 from ogsync.concurrency import WorkerSlots, timed
 from ogsync.config import Settings
 from ogsync.destinations import open_destination
-from ogsync.destinations.base import ApplyResult, Commit, Destination, RunLog, WriteResult
+from ogsync.destinations.base import (
+    ApplyResult,
+    Commit,
+    Destination,
+    Rejected,
+    RunLog,
+    WriteResult,
+)
 from ogsync.destinations.sql import SqlDestination
 from ogsync.endpoints import ENDPOINTS, Endpoint
 from ogsync.plan import (
@@ -85,10 +92,17 @@ class SyncOptions:
     # How far the API's clock may be from the local one, and what a run does past that.
     clock_tolerance: timedelta = DEFAULT_TOLERANCE
     on_clock_skew: OnSkew = OnSkew.FAIL
+    max_record_bytes: int | None = None  # a larger record is set aside, not loaded
 
     def __post_init__(self) -> None:
         if self.reconcile and not self.exclusive:
             raise ValueError("reconcile needs the whole warehouse: run it on its own")
+        if not self.endpoints:
+            raise ValueError("no endpoints to sync")
+        if self.since is not None and self.until is not None and self.since > self.until:
+            raise ValueError(
+                f"--since {self.since.isoformat()} is after --until {self.until.isoformat()}"
+            )
 
     @classmethod
     def from_settings(
@@ -98,10 +112,11 @@ class SyncOptions:
         return cls(
             endpoints=endpoints,
             overlap=settings.overlap,
-            max_workers=min(settings.workers, 5),
+            max_workers=settings.workers,
             batch_records=settings.batch_records,
             clock_tolerance=timedelta(minutes=settings.clock_tolerance_minutes),
             on_clock_skew=OnSkew(settings.on_clock_skew),
+            max_record_bytes=settings.max_record_bytes,
             **chosen,
         )
 
@@ -114,6 +129,12 @@ class Backfill:
     # The guide's sign that a range is too big: a page this slow splits the rest of its window.
     slow_page_seconds: float = 20.0
     floor: timedelta = timedelta(hours=1)
+
+    def __post_init__(self) -> None:
+        if self.end is not None and self.end < self.start:
+            raise ValueError(
+                f"--end {self.end.isoformat()} is before --start {self.start.isoformat()}"
+            )
 
 
 @dataclass
@@ -152,7 +173,9 @@ class SyncResult:
 class Listener:
     """What a user interface hears from a run; the default hears nothing."""
 
-    def planned(self, plans: Sequence[EndpointPlan], run_started_at: datetime) -> None: ...
+    def planned(
+        self, plans: Sequence[EndpointPlan], run_started_at: datetime, clock: str = "api"
+    ) -> None: ...
 
     def batch(self, endpoint: str, run: RunLog, fetched: int) -> None: ...
 
@@ -321,7 +344,7 @@ class SyncEngine:
                 )
         if self.options.backfill is not None:
             plans = [self._backfill_plan(p.endpoint, run_started_at) for p in plans]
-        self.listener.planned(plans, run_started_at)
+        self.listener.planned(plans, run_started_at, clock.source.value)
         loader = _Loader(self.destination)
         try:
             workers = max(1, min(self.options.max_workers, len(plans)))
@@ -361,10 +384,8 @@ class SyncEngine:
                            error=str(exc), finished_at=now, clock=ClockSource.API.value)
                 )  # fmt: skip
             raise
-        if clock.source == ClockSource.API:
-            log.info("run bounded by the API clock: %s", clock.at.isoformat())
-        else:
-            log.warning("%s; run bounded by the local clock: %s", clock.note, clock.at.isoformat())
+        if clock.source == ClockSource.LOCAL:
+            log.warning("%s: the run is bounded by the local clock", clock.note)
         self._clock_source = clock.source.value
         return clock
 
@@ -438,6 +459,7 @@ class SyncEngine:
         run.pages, run.requests = stats.pages, stats.requests
         run.retries, run.rate_limit_waits = stats.retries, stats.rate_limit_waits
         run.warnings = report.warnings
+        run.rejected = report.rejected_count
 
     def _window(
         self,
@@ -457,6 +479,7 @@ class SyncEngine:
         buffer: list[Any] = []  # records as parsed: bulky, so typed a few pages at a time
         typed: list[pa.Table] = []  # compact Arrow, until a batch is full
         typed_rows = fetched = 0
+        rejected: list[Rejected] = []  # records of the coming batch set aside, not loaded
         pages = self.client.pages(ep.path, params, stats, window.resume_url)
         for records, next_url in timed(Prefetch(pages, name=f"ogsync-{ep.name}"), slots):
             buffer.extend(records)
@@ -469,9 +492,12 @@ class SyncEngine:
                         pending.result()
                     raise _Split(halves)
             if len(buffer) >= min(TYPE_EVERY, self.options.batch_records) or (done and buffer):
-                chunk, chunk_report = type_records(ep, buffer, self.tz, fetched - len(buffer))
+                chunk, chunk_report = type_records(
+                    ep, buffer, self.tz, fetched - len(buffer), self.options.max_record_bytes
+                )
                 buffer = []
                 report.merge(chunk_report)
+                rejected += chunk_report.rejected
                 typed.append(chunk)
                 typed_rows += chunk.num_rows
             if typed_rows < self.options.batch_records and not done:
@@ -482,6 +508,8 @@ class SyncEngine:
             typed, typed_rows = [], 0
             if refreshed is not None and batch is not None:
                 refreshed.extend(batch.column(ep.key).chunks)
+            if refreshed is not None and rejected:  # served, so not deleted: only set aside
+                refreshed.append(pa.array([r.item_id for r in rejected], pa.string()))
             self._count(run, stats, report)
             commit = Commit(
                 run=replace(run),
@@ -500,7 +528,12 @@ class SyncEngine:
                 if done and refreshed is not None
                 else None,
                 last_records=fetched if done and last_window else None,
+                rejected=tuple(rejected),
             )
+            if rejected:
+                log.warning("%s: %d records set aside in _ogsync_rejected (%s)",
+                            ep.name, len(rejected), rejected[0].reason)  # fmt: skip
+                rejected = []
             if pending is not None:
                 pending.result()  # at most one batch waits on the warehouse
             pending = loader.write(ep, batch, commit, run)

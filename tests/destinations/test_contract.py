@@ -220,7 +220,7 @@ def test_without_a_readable_update_time_the_last_written_wins(wh):
     assert raw(row)["updated"] == "undefined"
 
 
-def test_duplicates_in_one_batch_the_last_wins(wh):
+def test_duplicates_in_one_batch_the_newest_then_the_last_wins(wh):
     dest = prepared(wh)
     records = [
         rec(ORDERS, "o1", "2025-01-15 10:00:00", total="1.00"),
@@ -236,6 +236,16 @@ def test_duplicates_in_one_batch_the_last_wins(wh):
         "o1": Decimal("3.00"),
         "o2": Decimal("21.00"),
     }
+    # The API may serve an older copy after a newer one in the same batch: the newer wins.
+    write(
+        wh.open_dest(),
+        ORDERS,
+        [
+            rec(ORDERS, "o3", "2025-01-15 10:30:00", total="7.00"),
+            rec(ORDERS, "o3", "2025-01-15 10:00:00", total="6.00"),
+        ],
+    )
+    assert wh.table("orders")["o3"]["total"] == Decimal("7.00")
     # A later batch with duplicates over stored rows: the last copy still decides.
     dest = wh.open_dest()
     write(

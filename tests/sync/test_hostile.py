@@ -202,3 +202,30 @@ def test_sigterm_during_a_long_retry_after_stops_the_run_promptly(tmp_path):
             "SELECT checkpoint_url FROM ordergroove._ogsync_state WHERE endpoint = 'orders'"
         ).fetchone()
     assert link.endswith("cursor=1")  # the next run resumes after the committed page
+
+
+def test_odd_records_are_set_aside_and_a_page_s_copies_resolve_newest_first(tmp_path):
+    db = tmp_path / "wh.duckdb"
+    served = [
+        {"public_id": "dup", "updated": "2024-05-01 11:00:00", "status": 2},
+        {"public_id": "dup", "updated": "2024-05-01 10:00:00", "status": 1},  # older, served later
+        {"public_id": 123, "updated": "2024-05-01 10:00:00"},
+        {"public_id": "123", "updated": "2024-05-01 10:00:00"},
+        {"public_id": "huge", "updated": "2024-05-01 10:00:00", "extra_data": "x" * 3000},
+    ]
+    with hostile_api() as api:
+        api.orders = lambda state, query: (200, {}, page(served, None))
+        code, error = sync_orders(api, db, max_record_bytes=2048)
+    assert (code, error) == (0, None)
+    with duckdb.connect(str(db), read_only=True) as conn:
+        loaded = dict(conn.execute("SELECT public_id, status FROM ordergroove.orders").fetchall())
+        set_aside = conn.execute(
+            "SELECT source, item_id, reason FROM ordergroove._ogsync_rejected ORDER BY item_id"
+        ).fetchall()
+        counted = conn.execute(
+            "SELECT rejected, warnings FROM ordergroove._ogsync_runs WHERE endpoint = 'orders'"
+        ).fetchone()
+    assert loaded == {"dup": 2, "123": None}  # the text key alone, not merged with the number
+    assert [(s, i) for s, i, _ in set_aside] == [("orders", "123"), ("orders", "huge")]
+    assert "not text" in set_aside[0][2] and "max_record_bytes" in set_aside[1][2]
+    assert counted[0] == 2 and counted[1] >= 2

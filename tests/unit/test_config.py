@@ -74,7 +74,7 @@ def test_a_named_key_variable_that_is_not_set_is_an_error_unless_secrets_are_not
     [
         ('schedule = "every day"', "schedule: bad cron expression 'every day'"),
         ('schedule_timezone = "Mars/Olympus"', "schedule: "),
-        ("workers = 0", "workers must be above 0"),
+        ("workers = 0", "workers = 0: must be from 1 to 5"),
         ("wrokers = 2", "unknown setting(s) wrokers"),
         ('schema = "a-b"', "schema 'a-b'"),
     ],
@@ -91,3 +91,55 @@ def test_a_run_holding_only_its_endpoints_cannot_reconcile():
     with pytest.raises(ValueError, match="reconcile needs the whole warehouse"):
         SyncOptions(select("orders"), reconcile=True, exclusive=False)
     assert SyncOptions(select("orders"), exclusive=False).exclusive is False
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("overlap_minutes", "nan"),
+        ("overlap_minutes", "inf"),
+        ("overlap_minutes", -1),
+        ("overlap_minutes", 10**9),
+        ("timeout_seconds", 0),
+        ("timeout_seconds", "-inf"),
+        ("max_attempts", 0),
+        ("requests_per_minute", 6001),
+        ("workers", 6),
+        ("workers", 0),
+        ("batch_records", 10**9),
+        ("clock_tolerance_minutes", -5),
+        ("max_page_bytes", 10),
+        ("max_pages", 0),
+        ("on_clock_skew", "ignore"),
+        ("allow_insecure_http", "maybe"),
+    ],
+)
+def test_every_setting_has_bounds(name, value):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({name: value}, environ={})
+    assert name in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_bounds_hold_in_the_file_too(tmp_path):
+    path = tmp_path / "ogsync.toml"
+    path.write_text("workers = 50\n")
+    with pytest.raises(ConfigError, match="workers"):
+        load_settings(environ={}, config_path=path)
+    path.write_text("max_record_bytes = 2048\nmax_page_bytes = 1024\n")
+    with pytest.raises(ConfigError, match="max_record_bytes"):
+        load_settings(environ={}, config_path=path)
+
+
+def test_windows_and_endpoint_lists_are_checked():
+    import datetime as dt
+
+    from ogsync.sync import Backfill
+
+    day = dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
+    with pytest.raises(ValueError, match="after --until"):
+        SyncOptions(endpoints=select(None), since=day, until=day - dt.timedelta(seconds=1))
+    with pytest.raises(ValueError, match="before --start"):
+        Backfill(start=day, end=day - dt.timedelta(days=1))
+    for empty in ("", ",", " , "):
+        with pytest.raises(ValueError, match="no endpoints"):
+            select(empty)

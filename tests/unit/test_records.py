@@ -502,9 +502,26 @@ def test_non_object_record_raises(bad):
         type_records(ORDERS, [record(ORDERS), bad], CHICAGO)
 
 
-def test_numeric_key_is_accepted_as_text():
-    table, _ = type_records(ORDERS, [{"public_id": 42}], CHICAGO)
-    assert table.column("public_id").to_pylist() == ["42"]
+@pytest.mark.parametrize("key", [42, 4.2, True])
+def test_a_key_that_is_not_text_is_set_aside_not_merged_with_its_text(key):
+    table, report = type_records(ORDERS, [{"public_id": str(key)}, {"public_id": key}], CHICAGO)
+    assert table.column("public_id").to_pylist() == [str(key)]
+    (rejected,) = report.rejected
+    assert (rejected.source, rejected.item_id) == ("orders", repr(key))
+    assert "not text" in rejected.reason
+    assert orjson.loads(rejected.payload) == {"public_id": key}
+    assert report.rejected_count == 1 and report.warnings == 1
+
+
+def test_a_record_over_the_size_limit_is_set_aside_whole():
+    big = {"public_id": "big", "extra_data": "x" * 5000}
+    table, report = type_records(
+        ORDERS, [{"public_id": "small"}, big], CHICAGO, max_record_bytes=4096
+    )
+    assert table.column("public_id").to_pylist() == ["small"]
+    (rejected,) = report.rejected
+    assert rejected.item_id == "big" and "max_record_bytes" in rejected.reason
+    assert orjson.loads(rejected.payload) == big
 
 
 # -- any JSON, anywhere -----------------------------------------------------------------------
@@ -584,9 +601,13 @@ def test_any_json_in_any_field_never_raises_and_raw_round_trips(batch):
             type_records(ep, records, CHICAGO)
         return
     table, report = type_records(ep, records, CHICAGO)
-    assert table.num_rows == len(records)
+    loaded = [r for r in records if isinstance(r[ep.key], str)]  # other keys are set aside
+    assert table.num_rows == len(loaded)
+    assert [orjson.loads(r.payload) for r in report.rejected] == [
+        r for r in records if not isinstance(r[ep.key], str)
+    ]
     assert table.schema == arrow_schema(ep)
-    assert [orjson.loads(raw) for raw in table.column(RAW).to_pylist()] == records
+    assert [orjson.loads(raw) for raw in table.column(RAW).to_pylist()] == loaded
     assert report.unknown_fields <= {"surprise"}
     assert set(report.unparsed) <= set(ep.field_names)
 
@@ -606,6 +627,9 @@ def test_any_json_value_in_one_field_never_raises(ep, field_index, value):
             type_records(ep, [rec], CHICAGO)
         return
     table, report = type_records(ep, [rec], CHICAGO)
+    if field.name == ep.key and not isinstance(value, str):
+        assert table.num_rows == 0 and len(report.rejected) == 1
+        return
     assert orjson.loads(table.column(RAW)[0].as_py()) == rec
     typed_value = table.column(field.column)[0].as_py()
     if typed_value is None and not _is_missing(value) and field.type != FieldType.TEXT:

@@ -207,10 +207,18 @@ class TableSql:
             f"AND {after_webhook}))"
         )
 
-    @staticmethod
-    def dedupe_order() -> str:
-        """Within one batch the API served the later copy of a key later: it wins."""
-        return "_seq DESC"
+    def dedupe_order(self) -> str:
+        """Two copies of a key in one batch: the rule between batches decides (`newer_wins`).
+        The newer version wins, the later copy on a tie; where any copy's update time did not
+        parse, the copy fetched last."""
+        upd = self.update_column
+        if upd is None:
+            return "_seq DESC"
+        dated = (
+            f"CASE WHEN bool_or({quote(upd)} IS NULL) OVER (PARTITION BY {quote(self.key)}) "
+            f"THEN NULL ELSE {quote(upd)} END"
+        )
+        return f"{dated} DESC NULLS LAST, _seq DESC"
 
 
 def quote(name: str) -> str:
