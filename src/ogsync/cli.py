@@ -40,6 +40,7 @@ from ogsync.sync import (
 if TYPE_CHECKING:
     from ogsync.metrics_file import MerchantRun
     from ogsync.status import EndpointStatus
+    from ogsync.status_snapshot import Snapshot
 
 # Tracebacks never show local variables: an API key is a local somewhere.
 app = typer.Typer(
@@ -624,30 +625,20 @@ def status(
         chosen = {ep.name for ep in select(endpoints)} if endpoints else None
     except ValueError as exc:
         raise fail(str(exc)) from None
-    if settings.destination.startswith("duckdb:"):
-        from ogsync.destinations.duckdb import path_from_url
-
-        try:
-            path = path_from_url(settings.destination)
-        except DestinationError as exc:
-            raise fail(str(exc)) from None
-        if path != ":memory:" and not Path(path).expanduser().is_file():
-            raise fail(f"no warehouse at {path}: nothing synced there yet (see --destination)")
+    tolerance = timedelta(minutes=settings.clock_tolerance_minutes)
     try:
-        warehouse = open_destination(
-            settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
-        )
+        warehouse = open_destination(settings.destination, settings.schema, read_only=True)
     except AlreadyRunning as exc:
-        raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
+        statuses = _running_sync_snapshot(exc).statuses
     except DestinationError as exc:
         raise fail(str(exc)) from None
-    try:
-        tolerance = timedelta(minutes=settings.clock_tolerance_minutes)
-        statuses = warehouse_status(warehouse, _now(), tolerance=tolerance)
-    except Exception as exc:
-        raise fail(f"cannot read the warehouse: {exc}".splitlines()[0]) from None
-    finally:
-        warehouse.close()
+    else:
+        try:
+            statuses = warehouse_status(warehouse, _now(), tolerance=tolerance)
+        except Exception as exc:
+            raise fail(f"cannot read the warehouse: {exc}".splitlines()[0]) from None
+        finally:
+            warehouse.close()
     statuses = shown(statuses, chosen)
     behind = set(stale(statuses, limit)) if limit is not None else set()
     if json_output:
@@ -661,6 +652,22 @@ def status(
     if behind:
         named = ", ".join(f"{s.endpoint} ({_behind(s)})" for s in statuses if s.endpoint in behind)
         raise fail(f"staler than {max_lag}: {named}", EXIT_ENDPOINT_FAILED)
+
+
+def _running_sync_snapshot(held: AlreadyRunning) -> Snapshot:
+    """What the run holding the warehouse last wrote for readers; failing that, why the
+    warehouse can't be read (exit 1)."""
+    from ogsync.status_snapshot import read_snapshot
+
+    snapshot = read_snapshot(held.snapshot, _now()) if held.snapshot else None
+    if snapshot is None:
+        raise fail(str(held), EXIT_ENDPOINT_FAILED)
+    age = max((_now() - snapshot.taken_at).total_seconds(), 0)
+    err.print(
+        f"a sync (PID {snapshot.pid}) holds the warehouse: as it stood {age:.0f}s ago",
+        highlight=False,
+    )
+    return snapshot
 
 
 def _behind(s: EndpointStatus) -> str:
@@ -752,6 +759,9 @@ def demo(
 
 
 def main() -> None:
+    from ogsync.private import owner_only_umask
+
+    owner_only_umask()  # the files a run creates hold customers' personal data
     # Arrow's default allocators keep freed memory for reuse; batches come and go, so the
     # system allocator keeps the process's footprint flat instead.
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())

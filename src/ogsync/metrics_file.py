@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from ogsync.destinations.base import RunLog
+from ogsync.private import write_private
 from ogsync.sync import SyncResult
 
 PREFIX = "ogsync_sync_"
@@ -84,7 +85,7 @@ def write_metrics_file(path: str | Path, runs: Sequence[MerchantRun], now: datet
             known = run.finished_at if ok else (merchant_run.last_success or {}).get(run.endpoint)
             if known is not None:
                 last_ok.labels(*labels).set(known.timestamp())
-    write_to_textfile(str(path), registry)
+    write_private(path, generate_latest(registry))
 
 
 def _merged(run: RunLog, extra: RunLog) -> RunLog:

@@ -74,6 +74,34 @@ class EndpointStatus:
             "future_watermark": self.future_watermark,
         }
 
+    @classmethod
+    def from_json(cls, row: dict[str, Any], now: datetime) -> EndpointStatus:
+        """A status `as_json` wrote, its lag measured again to `now`."""
+        run = row.get("last_run")
+        as_of = _parsed(row.get("fresh_as_of"))
+        return cls(
+            endpoint=row["endpoint"],
+            incremental=bool(row["incremental"]),
+            watermark=_parsed(row.get("watermark")),
+            fresh_as_of=as_of,
+            lag=None if as_of is None else now - as_of,
+            last_run=None
+            if run is None
+            else LastRun(
+                run["run_id"],
+                run["kind"],
+                run["status"],
+                _parsed(run.get("started_at")),
+                _parsed(run.get("finished_at")),
+                int(run.get("records") or 0),
+                run.get("error"),
+            ),
+            last_success_at=_parsed(row.get("last_success_at")),
+            live=int(row.get("live") or 0),
+            deleted=int(row.get("deleted") or 0),
+            future_watermark=bool(row.get("future_watermark")),
+        )
+
 
 def warehouse_status(
     destination: Any,
@@ -190,6 +218,10 @@ def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _parsed(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def _iso(value: datetime | None) -> str | None:

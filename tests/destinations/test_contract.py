@@ -38,6 +38,7 @@ from ogsync.plan import Checkpoint, EndpointState
 from ogsync.records import type_records
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
 from ogsync.sync import Listener, SyncEngine, SyncOptions
+from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
 
 CHICAGO = ZoneInfo("America/Chicago")
 SIM_START = datetime(2025, 3, 14, 17, 0, 0, tzinfo=UTC)
@@ -662,6 +663,7 @@ def sync(
     with OrdergrooveClient(
         sim.url, sim.api_key, retry=FAST_RETRY, budget=RateBudget(1_000_000), seed=7
     ) as client:
+        options.setdefault("clock_tolerance", SIMULATED_CLOCK_TOLERANCE)
         opts = SyncOptions(endpoints=ENDPOINTS, **options)
         return SyncEngine(client, dest, CHICAGO, opts, listener).run()
 

@@ -14,6 +14,7 @@ from ogsync.destinations.duckdb import DuckDBDestination
 from ogsync.endpoints import Endpoint, select
 from ogsync.simulator.server import RunningSimulator
 from ogsync.sync import SyncEngine, SyncOptions, SyncResult
+from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
 
 FAST_RETRY = RetryPolicy(max_attempts=4, base_seconds=0.005, cap_seconds=0.05)
 DEFAULT_ENDPOINTS = select(None)
@@ -26,7 +27,7 @@ def sync_into(
     destination = DuckDBDestination(f"duckdb:///{db}", "ordergroove")
     client = OrdergrooveClient(sim.url, sim.api_key, retry=FAST_RETRY, budget=RateBudget(10**6))
     try:
-        options = SyncOptions(endpoints=tuple(endpoints))
+        options = SyncOptions(endpoints=tuple(endpoints), clock_tolerance=SIMULATED_CLOCK_TOLERANCE)
         return SyncEngine(client, destination, zone("America/Chicago"), options).run()
     finally:
         destination.close()

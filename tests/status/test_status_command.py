@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -129,10 +131,18 @@ def test_bad_settings_and_missing_warehouse_are_exit_2(tmp_path: Path) -> None:
 
 
 def test_a_warehouse_in_use_is_one_line_and_exit_1(fresh: Path) -> None:
-    with duckdb.connect(str(fresh)):  # as a running sync holds it
+    """Held by a program that keeps no status snapshot (a notebook, say): it is named."""
+    hold = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print(1, flush=True); "
+    holder = subprocess.Popen([sys.executable, "-c", hold + "time.sleep(60)", str(fresh)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline()
         result = status(fresh, "--max-lag", "26h")
+    finally:
+        holder.kill()
+        holder.wait()
     assert result.returncode == 1
-    assert "another ogsync process" in one_line_error(result)
+    assert f"(PID {holder.pid}) has {fresh} open" in one_line_error(result)
 
 
 def test_an_empty_warehouse_reads_as_never_synced(tmp_path: Path) -> None:

@@ -19,9 +19,8 @@ from ogsync.destinations.duckdb import DuckDBDestination
 from ogsync.endpoints import BY_NAME, ENDPOINTS, Endpoint
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
 from ogsync.sync import Listener, SyncEngine, SyncOptions, SyncResult
+from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
 
-# The tests move the simulator's clock on by hours; the clock check has tests of its own.
-SIMULATED_CLOCK_TOLERANCE = timedelta(days=366)
 FAST_RETRY = RetryPolicy(max_attempts=12, base_seconds=0.005, cap_seconds=0.05)
 
 

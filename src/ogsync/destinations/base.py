@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field, fields
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
@@ -39,6 +40,10 @@ class DestinationError(Exception):
 
 class AlreadyRunning(DestinationError):
     """Another ogsync run holds this warehouse."""
+
+    def __init__(self, message: str, snapshot: Path | None = None) -> None:
+        super().__init__(message)
+        self.snapshot = snapshot  # where the run holding it keeps its status for readers
 
 
 @dataclass

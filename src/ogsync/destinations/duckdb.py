@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +23,8 @@ from ogsync.destinations.base import (
 )
 from ogsync.destinations.sql import Dialect, SqlDestination
 from ogsync.endpoints import FieldType
+from ogsync.private import tighten
+from ogsync.status_snapshot import running_syncs, snapshot_path
 
 log = logging.getLogger("ogsync.duckdb")
 T = TypeVar("T")
@@ -44,6 +48,10 @@ UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
 
 # A log this large is written into the database file when the loader has nothing else to do.
 IDLE_CHECKPOINT_BYTES = 16 * 2**20
+# How long a run waits for the file while a reader (`ogsync status`) has it open.
+LOCK_WAIT_SECONDS = 10.0
+# How often a run holding the file refreshes what `ogsync status` reads meanwhile.
+SNAPSHOT_EVERY = 2.0
 
 
 def _bytes(setting: str) -> int | None:
@@ -68,22 +76,34 @@ def path_from_url(url: str) -> str:
 class DuckDBDestination(SqlDestination):
     dialect = DUCKDB
 
-    def __init__(self, url: str, schema: str, memory_limit: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        memory_limit: str | None = None,
+        *,
+        read_only: bool = False,
+        lock_wait: float | None = None,
+    ) -> None:
+        """`read_only`: a reader, which holds nothing and gives up on a held file at once (a
+        run holding it keeps a snapshot for it instead: ogsync.status_snapshot)."""
         self.path = path_from_url(url)
         self.schema = schema
+        self.read_only = read_only
+        self._snapshot_at = 0.0
+        if read_only and self.path != ":memory:" and not Path(self.path).expanduser().is_file():
+            raise DestinationError(
+                f"no warehouse at {self.path}: nothing synced there yet (see --destination)"
+            )
         if self.path != ":memory:":
             parent = Path(self.path).expanduser().resolve().parent
             if not parent.is_dir():
                 raise DestinationError(f"cannot create {self.path}: folder {parent} does not exist")
-        try:
-            # DuckDB locks its file: a second process cannot open it, which is the run guard.
-            self.conn = duckdb.connect(self.path)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise AlreadyRunning(
-                    f"another ogsync process is using {self.path}; wait for it to finish"
-                ) from None
-            raise DestinationError(f"cannot open {self.path}: {exc}") from None
+        if lock_wait is None:
+            lock_wait = 0.0 if read_only else LOCK_WAIT_SECONDS
+        self.conn = self._connect(lock_wait)
+        if not read_only:
+            tighten(self.path, f"{self.path}.wal")
         self.conn.execute("SET TimeZone = 'UTC'")
         # Checkpoint less often while loading (the default is every 16 MB of log): each
         # checkpoint rewrites row groups, and a million-record load took a third longer. Data
@@ -95,6 +115,8 @@ class DuckDBDestination(SqlDestination):
                 self.conn.execute("SET memory_limit = ?", [memory_limit])
             except duckdb.Error:
                 raise DestinationError(f"bad DuckDB memory limit {memory_limit!r}") from None
+        if not read_only and self.path != ":memory:":
+            self._committed(force=True)  # status can tell from the start that a run holds it
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         cursor = self.conn.execute(sql, list(params))
@@ -112,6 +134,8 @@ class DuckDBDestination(SqlDestination):
             self.conn.rollback()
             raise
         self.conn.commit()
+        if not self.read_only and self.path != ":memory:":
+            tighten(f"{self.path}.wal")  # DuckDB makes a new log after each checkpoint
 
     @contextlib.contextmanager
     def stage(self, name: str, table: pa.Table) -> Iterator[str]:
@@ -124,11 +148,61 @@ class DuckDBDestination(SqlDestination):
             with contextlib.suppress(duckdb.Error):
                 self.conn.unregister(name)
 
+    def _connect(self, lock_wait: float) -> duckdb.DuckDBPyConnection:
+        """Open the file, waiting a moment if a reader holds it (`ogsync status` opens it only
+        briefly); DuckDB's lock on the file is the run guard."""
+        deadline = time.monotonic() + lock_wait
+        while True:
+            try:
+                return duckdb.connect(self.path, read_only=self.read_only)
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise DestinationError(f"cannot open {self.path}: {exc}") from None
+                if time.monotonic() >= deadline:
+                    raise self._held_by(str(exc)) from None
+                time.sleep(0.05)
+
+    def _held_by(self, message: str) -> AlreadyRunning:
+        """Who holds the file, in one line: another ogsync run (whose status snapshot a reader
+        may use instead), or some other program."""
+        found = re.search(r"held in (.+?) \(PID (\d+)\)", message)
+        if found is None:
+            return AlreadyRunning(
+                f"another process is using {self.path}: {message.splitlines()[0]}"
+            )
+        program, pid = Path(found.group(1)).name, int(found.group(2))
+        if pid in running_syncs(self.path):
+            return AlreadyRunning(
+                f"another ogsync run (PID {pid}) is using {self.path}; wait for it to finish",
+                snapshot_path(self.path, self.schema),
+            )
+        return AlreadyRunning(
+            f"{program} (PID {pid}) has {self.path} open, and DuckDB lets no other process in "
+            "meanwhile: close it there (a notebook or BI tool) and run again"
+        )
+
     def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
-        return self._with_memory(lambda: SqlDestination.write(self, writes))
+        results = self._with_memory(lambda: SqlDestination.write(self, writes))
+        self._committed()
+        return results
 
     def log_run(self, run: RunLog) -> None:
         self._with_memory(lambda: SqlDestination.log_run(self, run))
+        self._committed()
+
+    def _committed(self, force: bool = False) -> None:
+        """After a commit: every few seconds `ogsync status` gets a fresh snapshot to read
+        while this process holds the file."""
+        if self.path == ":memory:":
+            return
+        if force or time.monotonic() - self._snapshot_at >= SNAPSHOT_EVERY:
+            from ogsync.status_snapshot import write_snapshot
+
+            try:
+                write_snapshot(self)
+            except Exception as exc:  # a monitor's convenience must never fail a sync
+                log.warning("could not write the status snapshot: %s", exc)
+            self._snapshot_at = time.monotonic()
 
     def _with_memory(self, action: Callable[[], T]) -> T:
         """Run a transaction; if DuckDB runs out of memory, raise its limit and run it again.
@@ -162,6 +236,7 @@ class DuckDBDestination(SqlDestination):
         """
         if self.path == ":memory:":
             return
+        self._committed()
         try:
             logged = Path(f"{self.path}.wal").stat().st_size
         except OSError:
@@ -170,4 +245,6 @@ class DuckDBDestination(SqlDestination):
             self.conn.execute("CHECKPOINT")
 
     def close(self) -> None:
+        if not self.read_only and self._snapshot_at:
+            self._committed(force=True)
         self.conn.close()

@@ -116,9 +116,17 @@ def _without_nul(table: pa.Table) -> pa.Table:
 class PostgresDestination(SqlDestination):
     dialect = POSTGRES
 
-    def __init__(self, url: str, schema: str, claims: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        claims: Collection[str] | None = None,
+        *,
+        read_only: bool = False,
+    ) -> None:
         self.url = url
         self.schema = schema
+        self.read_only = read_only  # a reader (`ogsync status`) takes no lock
         self.claims = sorted(set(claims)) if claims is not None else None
         self._password = _password(url)
         self.conn = self._connect()
@@ -137,6 +145,8 @@ class PostgresDestination(SqlDestination):
                 f"cannot connect to {masked(self.url)}: {self._safe(exc)}"
             ) from None
         schema_lock = f"ogsync:{self.schema}"
+        if self.read_only:
+            return conn
         if self.claims is None:
             held = _try_lock(conn, "pg_try_advisory_lock", schema_lock)
         else:

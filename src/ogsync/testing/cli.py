@@ -10,17 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ogsync.serving import wait_until_answering
+from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
 
-# Tests and benchmarks move the simulator's clock on by hours: the runs they start trust it
-# within a year, unless they set the tolerance themselves.
-SIMULATED_CLOCK_TOLERANCE = {"OGSYNC_CLOCK_TOLERANCE_MINUTES": str(366 * 24 * 60)}
+RELAXED_CLOCK = {
+    "OGSYNC_CLOCK_TOLERANCE_MINUTES": str(SIMULATED_CLOCK_TOLERANCE.total_seconds() / 60)
+}
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment without any OGSYNC_ setting, plus `extra` (and the
     simulated clock's tolerance, unless `extra` sets it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OGSYNC_")}
-    env.update(SIMULATED_CLOCK_TOLERANCE)
+    env.update(RELAXED_CLOCK)
     env.update(extra or {})
     return env
 

@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ogsync.private import OWNER_ONLY, tighten
+
 log = logging.getLogger("ogsync.webhooks.inbox")
 
 TABLE = "_ogsync_inbox"
@@ -381,6 +383,9 @@ class SQLiteInbox(GroupCommitInbox):
         super().__init__(**kwargs)
 
     def _connect(self) -> sqlite3.Connection:
+        if str(self.path) != ":memory:":  # SQLite gives its -wal and -shm the file's mode
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, OWNER_ONLY))
+            tighten(self.path, f"{self.path}-wal", f"{self.path}-shm")
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 10000")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
