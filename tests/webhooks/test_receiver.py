@@ -180,13 +180,15 @@ def test_body_over_1_mib_is_413(receiver):
     response = receiver.post(iter(chunks), signed(body))  # type: ignore[arg-type]
     assert response.request.headers.get("transfer-encoding") == "chunked"
     assert response.status_code == 413
-    # Unsigned and far larger: still 413, and the connection stays usable.
+    # Signed in form but far larger: still 413, and the connection stays usable.
     huge = b"x" * (3 * MAX_BODY)
-    assert receiver.post(huge).status_code == 413
+    assert receiver.post(huge, signed(b"{}")).status_code == 413
     assert receiver.client.get("/healthz").status_code == 200
     assert stored(receiver) == []
     counts = metrics(receiver)
     assert counts[("ogsync_webhook_events_rejected_total", (("reason", "too_large"),))] == 3
+    # Unsigned: refused on the headers, before the body is read.
+    assert receiver.post(huge).status_code == 401
 
 
 def test_declared_oversize_is_refused_before_the_body_is_sent(receiver):

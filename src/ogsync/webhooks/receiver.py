@@ -6,7 +6,8 @@ sender delivers it again (duplicates are stored once). `GET /healthz` and `GET /
 (Prometheus text) go with it.
 
 Statuses: 200 stored (or already stored); 401 missing, malformed, wrong or (when a maximum age
-is set) stale signature; 413 body over 1 MiB; 400 a signed body that is not a JSON object with
+is set) stale signature, checked before the body is read; 413 body over 1 MiB; 408 a body
+that did not arrive in time; 400 a signed body that is not a JSON object with
 an `id` and a `type`; 503 the inbox could not commit in time (the sender retries).
 """
 
@@ -36,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ogsync.serving import serve_until_stopped, uvicorn_config, uvicorn_in_thread
+from ogsync.webhooks.deadlines import HEADER_TIMEOUT_SECONDS, with_header_deadline
 from ogsync.webhooks.inbox import Inbox, InboxEvent, InvalidEvent, NotJSON
 from ogsync.webhooks.signature import HEADER, SignatureError, parse, verify
 
@@ -46,6 +48,11 @@ MAX_BODY = 1024 * 1024  # 1 MiB
 DEFAULT_TYPES = frozenset({"order.delete", "item.remove"})
 # Well inside the sender's 5-second timeout: past this, answer 503 and let it retry.
 COMMIT_TIMEOUT_SECONDS = 3.0
+# A body of at most 1 MiB that takes longer than this is not a sender's: drop it.
+BODY_TIMEOUT_SECONDS = 15.0
+# Connections at once; past this uvicorn answers 503 (the sender retries) rather than running
+# out of file descriptors. Slow ones are closed by their deadlines (ogsync.webhooks.deadlines).
+MAX_CONNECTIONS = 1000
 REASONS = (
     "missing_signature",
     "malformed_signature",
@@ -55,6 +62,7 @@ REASONS = (
     "not_json",
     "invalid_event",
     "disconnected",
+    "slow_body",
     "inbox_error",
 )
 
@@ -130,7 +138,15 @@ class _Refusal(Exception):
     detail: str
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, seconds: float) -> bytes:
+    """The body, within `seconds`: a body that never finishes is a 408 refusal."""
+    try:
+        return await asyncio.wait_for(_read_limited(request, limit), seconds)
+    except TimeoutError:
+        raise _Refusal(408, "slow_body", f"body not received within {seconds:g}s") from None
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
     """The body, reading no more than `limit` + 1 bytes: more is a 413 refusal."""
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -157,6 +173,7 @@ def build_receiver(
     *,
     max_body: int = MAX_BODY,
     commit_timeout: float = COMMIT_TIMEOUT_SECONDS,
+    body_timeout: float = BODY_TIMEOUT_SECONDS,
     close_inbox: bool = False,
 ) -> Starlette:
     """The ASGI app. `accepted_types` are the event types that act on the warehouse (default:
@@ -204,7 +221,8 @@ def build_receiver(
             metrics.latency.observe(time.perf_counter() - started)
 
     async def _receive(request: Request) -> Response:
-        body = await _read_body(request, max_body)
+        # The header is checked before a byte of the body is read: an unsigned sender gets
+        # nothing of ours but a 401.
         headers = request.headers.getlist(HEADER)
         if not headers or not any(h.strip() for h in headers):
             raise _Refusal(401, "missing_signature", f"no {HEADER} header")
@@ -213,6 +231,7 @@ def build_receiver(
             parse(header)
         except SignatureError as exc:
             raise _Refusal(401, "malformed_signature", str(exc)) from None
+        body = await _read_body(request, max_body, body_timeout)
         try:
             timestamp = verify(header, body, keys)
         except SignatureError:
@@ -270,8 +289,23 @@ def build_receiver(
     return app
 
 
-def receiver_config(app: Any, host: str, port: int) -> uvicorn.Config:
-    return uvicorn_config(app, host, port, timeout_keep_alive=30)  # senders keep connections
+def receiver_config(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
+) -> uvicorn.Config:
+    return uvicorn_config(
+        app,
+        host,
+        port,
+        timeout_keep_alive=30,  # senders keep connections
+        limit_concurrency=max_connections,
+        http=with_header_deadline(header_timeout),
+        h11_max_incomplete_event_size=16 * 1024,  # request line and headers
+    )
 
 
 def serve_webhooks(
@@ -314,10 +348,16 @@ def receiver_in_thread(
     secrets: list[str],
     host: str = "127.0.0.1",
     port: int = 0,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    header_timeout: float = HEADER_TIMEOUT_SECONDS,
     **kwargs: Any,
 ) -> Iterator[RunningReceiver]:
     """The receiver serving from a thread of this process (for tests); the inbox stays open."""
     app = build_receiver(inbox, secrets, **kwargs)
-    with uvicorn_in_thread(receiver_config(app, host, port), "ogsync-receiver") as server:
+    config = receiver_config(
+        app, host, port, max_connections=max_connections, header_timeout=header_timeout
+    )
+    with uvicorn_in_thread(config, "ogsync-receiver") as server:
         bound = server.servers[0].sockets[0].getsockname()[1]
         yield RunningReceiver(f"http://{host}:{bound}", app, server)

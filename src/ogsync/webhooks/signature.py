@@ -48,7 +48,9 @@ def parse(header: str | None) -> ParsedSignature:
             raise SignatureError("malformed Ordergroove-Signature header")
         name, value = name.strip().lower(), value.strip()
         if name == "ts":
-            if timestamp is not None or not value.isascii() or not value.isdigit():
+            # Unix seconds have ten digits for centuries yet; thousands would be a 500 in int().
+            digits = value.isascii() and value.isdigit() and len(value) <= 18
+            if timestamp is not None or not digits:
                 raise SignatureError("malformed ts in Ordergroove-Signature header")
             timestamp = int(value)
         elif name == "sig":
