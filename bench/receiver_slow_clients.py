@@ -32,8 +32,9 @@ from webhooks import HOST, PATH, SECRET, start_receiver
 
 
 def signed_request(n: int) -> bytes:
-    body = orjson.dumps({"id": f"evt-{n}-{os.urandom(4).hex()}", "type": "order.delete",
-                         "created": int(time.time()), "data": {"object": {"public_id": f"o{n}"}}})  # fmt: skip
+    event = {"id": f"evt-{n}-{os.urandom(4).hex()}", "type": "order.delete",
+             "created": int(time.time()), "data": {"object": {"public_id": f"o{n}"}}}  # fmt: skip
+    body = orjson.dumps(event)
     head = (
         f"POST {PATH} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n{HEADER}: {sign([SECRET], int(time.time()), body)}\r\n"
