@@ -103,7 +103,7 @@ def test_a_run_holding_only_its_endpoints_cannot_reconcile():
         ("timeout_seconds", 0),
         ("timeout_seconds", "-inf"),
         ("max_attempts", 0),
-        ("requests_per_minute", 6001),
+        ("requests_per_minute", 10**8),
         ("workers", 6),
         ("workers", 0),
         ("batch_records", 10**9),
