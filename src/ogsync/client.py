@@ -13,12 +13,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from ipaddress import ip_address
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import orjson
+
+from ogsync.plain_http import insecure_reason
 
 log = logging.getLogger("ogsync.client")
 
@@ -69,27 +70,6 @@ def origin(url: str | httpx.URL) -> tuple[str, str, int]:
 def _shown(where: tuple[str, str, int]) -> str:
     scheme, host, port = where
     return f"{scheme}://{host}:{port}"
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def insecure_reason(base_url: str) -> str | None:
-    """Why `base_url` would send the key in clear to another machine, or None if it won't."""
-    parsed = httpx.URL(base_url)
-    if parsed.scheme == "http" and not is_loopback(parsed.host):
-        return (
-            f"base URL {_shown(origin(parsed))} is plain http: the API key would travel in "
-            "clear; use https, or set allow_insecure_http (OGSYNC_ALLOW_INSECURE_HTTP=1) "
-            "if this network is yours"
-        )
-    return None
 
 
 @dataclass

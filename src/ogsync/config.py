@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
-from ogsync.client import insecure_reason
+from ogsync.plain_http import insecure_reason
 from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE, validate_cron
 
 ENVIRONMENTS = {

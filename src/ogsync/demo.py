@@ -71,7 +71,7 @@ def run_demo(records: int, path: Path, console: Console) -> None:
             destination=f"duckdb:///{path}",
             clock_tolerance_minutes=24 * 60,  # the simulated merchant's clock is moved on
         )
-        options = SyncOptions(endpoints=ENDPOINTS)
+        options = SyncOptions.from_settings(settings, ENDPOINTS)
 
         first = run_sync(settings, options, inbox=inbox)
         console.print(_result_table("1. Full sync of all nine endpoints", first))

@@ -97,7 +97,7 @@ class SyncOptions:
     def __post_init__(self) -> None:
         if self.reconcile and not self.exclusive:
             raise ValueError("reconcile needs the whole warehouse: run it on its own")
-        if not self.endpoints:
+        if not self.endpoints and not self.reconcile:
             raise ValueError("no endpoints to sync")
         if self.since is not None and self.until is not None and self.since > self.until:
             raise ValueError(

@@ -158,8 +158,9 @@ class DuckDBDestination(SqlDestination):
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
                     raise DestinationError(f"cannot open {self.path}: {exc}") from None
-                if time.monotonic() >= deadline:
-                    raise self._held_by(str(exc)) from None
+                held = self._held_by(str(exc))
+                if held.snapshot is not None or time.monotonic() >= deadline:
+                    raise held from None  # another run holds it: no use waiting
                 time.sleep(0.05)
 
     def _held_by(self, message: str) -> AlreadyRunning:
@@ -173,7 +174,7 @@ class DuckDBDestination(SqlDestination):
         program, pid = Path(found.group(1)).name, int(found.group(2))
         if pid in running_syncs(self.path):
             return AlreadyRunning(
-                f"another ogsync run (PID {pid}) is using {self.path}; wait for it to finish",
+                f"another ogsync process (PID {pid}) is using {self.path}; wait for it to finish",
                 snapshot_path(self.path, self.schema),
             )
         return AlreadyRunning(
