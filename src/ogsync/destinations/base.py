@@ -212,13 +212,16 @@ class TableSql:
             f"AND {after_webhook}))"
         )
 
-    def dedupe_order(self) -> str:
+    def dedupe_order(self, undated: bool = True) -> str:
         """Two copies of a key in one batch: the rule between batches decides (`newer_wins`).
         The newer version wins, the later copy on a tie; where any copy's update time did not
-        parse, the copy fetched last."""
+        parse, the copy fetched last. `undated`: some copy has no update time (the window
+        function that rule needs costs a few times more than a plain order)."""
         upd = self.update_column
         if upd is None:
             return "_seq DESC"
+        if not undated:
+            return f"{quote(upd)} DESC, _seq DESC"
         dated = (
             f"CASE WHEN bool_or({quote(upd)} IS NULL) OVER (PARTITION BY {quote(self.key)}) "
             f"THEN NULL ELSE {quote(upd)} END"

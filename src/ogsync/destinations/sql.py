@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ogsync.deletions import DELETABLE, DELETION_EVENTS
 from ogsync.destinations.base import (
@@ -235,7 +236,9 @@ class SqlDestination(ABC):
             with self.transaction():
                 self.record_rejected(rows, run_id, datetime.now(UTC))
 
-    def upsert_statement(self, ep: Endpoint, staged: str) -> str:
+    def upsert_statement(self, ep: Endpoint, staged: str, batch: pa.Table) -> str:
+        """The newer-wins upsert of a staged batch. A batch whose keys repeat is first cut to
+        one copy a key (`TableSql.dedupe_order`); most batches' keys don't, and skip that."""
         sql = self.table_sql(ep)
         json_types = (FieldType.JSON, FieldType.JSON_TEXT)
         selected = [
@@ -247,18 +250,24 @@ class SqlDestination(ABC):
         names = [quote(c) for c in sql.columns] + list(META_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in names)
         key = quote(sql.key)
+        keys = batch.column(sql.key)
+        if pc.count_distinct(keys, mode="all").as_py() == batch.num_rows:
+            newest = f"SELECT * FROM {staged}"
+        else:
+            upd = sql.update_column
+            undated = upd is not None and batch.column(upd).null_count > 0
+            order = sql.dedupe_order(undated)
+            newest = f"SELECT DISTINCT ON ({key}) * FROM {staged} ORDER BY {key}, {order}"
         return (
             f"INSERT INTO {sql.table} AS cur ({', '.join(names)}) "
             f"SELECT {', '.join(selected)}, CAST(_raw AS {self.dialect.json}), _updated_latest, "
-            f"CAST(? AS TIMESTAMPTZ), ?, NULL, NULL FROM ("
-            f"SELECT DISTINCT ON ({key}) * FROM {staged} ORDER BY {key}, {sql.dedupe_order()}"
-            f") AS newest "
+            f"CAST(? AS TIMESTAMPTZ), ?, NULL, NULL FROM ({newest}) AS newest "
             f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {sql.newer_wins()}"
         )
 
     def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
         with self.stage(f"ogsync_batch_{ep.name}", batch) as staged:
-            written = self.upserted(self.upsert_statement(ep, staged), [synced_at, run_id])
+            written = self.upserted(self.upsert_statement(ep, staged, batch), [synced_at, run_id])
             if ep in DELETABLE:  # deletions that arrived before these records did
                 key = quote(ep.column_key)
                 self._apply_tombstones(ep, f"{key} IN (SELECT {key} FROM {staged})")
