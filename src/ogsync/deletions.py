@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ogsync.endpoints import BY_NAME, Endpoint
+from ogsync.vocabulary import DeletionReason
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class DeletionEvent:
 
     @property
     def reason(self) -> str:
-        return f"webhook:{self.event_type}"
+        return DeletionReason.webhook(self.event_type)
 
 
 DELETION_EVENTS: dict[str, DeletionEvent] = {
@@ -32,6 +33,9 @@ DELETION_EVENTS: dict[str, DeletionEvent] = {
     ),
     "item.remove": DeletionEvent("item.remove", BY_NAME["items"]),
 }
+
+# Order status "unsent": the only orders (and their items) Ordergroove ever hard-deletes.
+UNSENT = 1
 
 # Endpoints a deletion can touch, directly or through a cascade.
 DELETABLE: tuple[Endpoint, ...] = (BY_NAME["orders"], BY_NAME["items"])

@@ -13,17 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ogsync.client import OrdergrooveClient, RequestStats
-from ogsync.destinations.base import RunLog, quote
-from ogsync.destinations.sql import SqlDestination
-from ogsync.endpoints import BY_NAME, Endpoint
+from ogsync.deletions import UNSENT
+from ogsync.destinations.base import Destination, RunLog
+from ogsync.endpoints import BY_NAME
+from ogsync.vocabulary import DeletionReason, RunKind, RunStatus
 
 log = logging.getLogger("ogsync.reconcile")
 
 ORDERS = BY_NAME["orders"]
 ITEMS = BY_NAME["items"]
-UNSENT = "1"  # order status code: unsent, the only orders Ordergroove deletes
-
-
 @dataclass
 class ReconcileResult:
     runs: list[RunLog] = field(default_factory=list)
@@ -33,36 +31,21 @@ class ReconcileResult:
         return sum(r.soft_deletes for r in self.runs)
 
 
-def _warehouse_unsent(destination: SqlDestination, ep: Endpoint) -> set[str]:
-    s = quote(destination.schema)
-    if ep == ORDERS:
-        sql = f"SELECT public_id FROM {s}.orders WHERE _deleted_at IS NULL AND status = {UNSENT}"
-    else:
-        order = quote(ITEMS.field_named("order").column)
-        sql = (
-            f"SELECT i.public_id FROM {s}.items AS i JOIN {s}.orders AS o "
-            f"ON i.{order} = o.public_id WHERE i._deleted_at IS NULL AND o.status = {UNSENT}"
-        )
-    return {row[0] for row in destination.execute(sql)}
-
-
-def reconcile(
-    client: OrdergrooveClient, destination: SqlDestination, run_id: str
-) -> ReconcileResult:
+def reconcile(client: OrdergrooveClient, destination: Destination, run_id: str) -> ReconcileResult:
     result = ReconcileResult()
     for ep in (ORDERS, ITEMS):
         run = RunLog(
-            run_id=run_id, endpoint=ep.name, kind="reconcile", started_at=datetime.now(UTC)
+            run_id=run_id, endpoint=ep.name, kind=RunKind.RECONCILE, started_at=datetime.now(UTC)
         )
         stats = RequestStats()
         try:
             listed: set[str] = set()
-            for records, _ in client.pages(ep.path, {"status": UNSENT}, stats):
+            for records, _ in client.pages(ep.path, {"status": str(UNSENT)}, stats):
                 listed.update(str(r.get(ep.key)) for r in records if isinstance(r, dict))
-            missing = _warehouse_unsent(destination, ep) - listed
+            missing = destination.unsent_keys(ep) - listed
             gone = [rid for rid in sorted(missing) if client.retrieve(ep.path, rid, stats) is None]
-            run.soft_deletes = destination.soft_delete(ep, gone, "reconcile", run_id)
-            run.status = "success"
+            run.soft_deletes = destination.soft_delete(ep, gone, DeletionReason.RECONCILE, run_id)
+            run.status = RunStatus.SUCCESS
             log.info(
                 "reconcile %s: %d unsent in the API, %d missing from it, %d confirmed gone",
                 ep.name,
@@ -71,7 +54,7 @@ def reconcile(
                 len(gone),
             )
         except Exception as exc:
-            run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
+            run.status, run.error = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
             log.error("reconcile %s failed: %s", ep.name, run.error)
         run.pages, run.requests, run.retries = stats.pages, stats.requests, stats.retries
         run.rate_limit_waits = stats.rate_limit_waits

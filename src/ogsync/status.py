@@ -1,6 +1,6 @@
 """What the warehouse says about each endpoint: watermark, last run, rows, and the lag.
 
-Read-only: everything comes from the warehouse's own tables through `destination.execute`,
+Read-only: everything comes from the warehouse's own tables (`WarehouseReader.status_facts`),
 so a monitor can ask without an API key. The lag is how far the endpoint's data is behind
 `now`: for an incremental endpoint, its watermark (the API's clock when the run that last
 committed it began); for a full-refresh endpoint, the start of its last successful run.
@@ -12,15 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ogsync.clock import DEFAULT_TOLERANCE, in_future
-from ogsync.destinations.base import RUNS_TABLE, STATE_TABLE, quote
+from ogsync.destinations.base import WarehouseReader
 from ogsync.endpoints import ENDPOINTS, Endpoint
-
-# Runs that do not bring an endpoint up to date: a --since/--until test window, a reconcile.
-NOT_A_SYNC = ("test_window", "reconcile")
+from ogsync.vocabulary import NOT_A_SYNC, RunKind, RunStatus
 
 
 @dataclass(frozen=True)
@@ -104,55 +102,31 @@ class EndpointStatus:
 
 
 def warehouse_status(
-    destination: Any,
+    warehouse: WarehouseReader,
     now: datetime,
     endpoints: Iterable[Endpoint] = ENDPOINTS,
     tolerance: timedelta = DEFAULT_TOLERANCE,
 ) -> list[EndpointStatus]:
-    """One status per endpoint, read through `destination.execute` (a SqlDestination).
-
-    Tables that do not exist yet (a warehouse never synced) read as empty.
-    """
-    schema = destination.schema
-    s = quote(schema)
-    tables = {
-        row[0]
-        for row in destination.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
-        )
-    }
-    watermarks: dict[str, datetime | None] = {}
-    if STATE_TABLE in tables:
-        for endpoint, watermark in destination.execute(
-            f"SELECT endpoint, watermark FROM {s}.{STATE_TABLE}"
-        ):
-            watermarks[endpoint] = _utc(watermark)
+    """One status per endpoint, from what the warehouse holds (a warehouse never synced
+    holds nothing: every endpoint reads as never synced)."""
+    endpoints = list(endpoints)
+    facts = warehouse.status_facts(endpoints)
     last_runs: dict[str, LastRun] = {}
     last_success: dict[str, datetime | None] = {}
     last_refresh: dict[str, datetime | None] = {}
-    if RUNS_TABLE in tables:
-        rows = destination.execute(
-            "SELECT endpoint, run_id, kind, status, started_at, finished_at, records, error "
-            f"FROM {s}.{RUNS_TABLE} ORDER BY started_at, run_id"
-        )
-        for endpoint, run_id, kind, status, started, finished, records, error in rows:
-            started, finished = _utc(started), _utc(finished)
-            last_runs[endpoint] = LastRun(
-                run_id, kind, status, started, finished, int(records or 0), error
-            )  # ordered by start: the last one stays
-            if status == "success" and kind not in NOT_A_SYNC:
-                last_success[endpoint] = finished or started
-                if kind == "full_refresh":
-                    last_refresh[endpoint] = started
+    for row in facts.runs:  # oldest first: the last one stays
+        last_runs[row.endpoint] = LastRun(
+            row.run_id, row.kind, row.status, row.started_at, row.finished_at, row.records,
+            row.error,
+        )  # fmt: skip
+        if row.status == RunStatus.SUCCESS and row.kind not in NOT_A_SYNC:
+            last_success[row.endpoint] = row.finished_at or row.started_at
+            if row.kind == RunKind.FULL_REFRESH:
+                last_refresh[row.endpoint] = row.started_at
     statuses = []
     for ep in endpoints:
-        live = deleted = 0
-        if ep.name in tables:
-            ((live, deleted),) = destination.execute(
-                "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), "
-                f"count(*) FILTER (WHERE _deleted_at IS NOT NULL) FROM {s}.{quote(ep.name)}"
-            )
-        watermark = watermarks.get(ep.name)
+        live, deleted = facts.rows.get(ep.name, (0, 0))
+        watermark = facts.watermarks.get(ep.name)
         as_of = watermark if ep.incremental else (last_refresh.get(ep.name) or watermark)
         statuses.append(
             EndpointStatus(
@@ -163,8 +137,8 @@ def warehouse_status(
                 lag=None if as_of is None else now - as_of,
                 last_run=last_runs.get(ep.name),
                 last_success_at=last_success.get(ep.name),
-                live=int(live or 0),
-                deleted=int(deleted or 0),
+                live=live,
+                deleted=deleted,
                 future_watermark=in_future(watermark, now, tolerance),
             )
         )
@@ -212,12 +186,6 @@ def parse_duration(text: str) -> timedelta:
             raise ValueError(f"bad duration {text!r}: unknown unit {unit!r} (use s, m, h, d or w)")
         total += timedelta(**{name: float(number)})
     return total
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _parsed(value: str | None) -> datetime | None:

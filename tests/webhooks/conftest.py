@@ -12,7 +12,8 @@ import httpx
 import pytest
 from webhook_support import SECRET
 
-from ogsync.webhooks.inbox import GroupCommitInbox, PostgresInbox, SQLiteInbox
+from ogsync.destinations.postgres_inbox import PostgresInbox
+from ogsync.webhooks.inbox import GroupCommitInbox, SQLiteInbox
 from ogsync.webhooks.receiver import RunningReceiver, receiver_in_thread
 
 

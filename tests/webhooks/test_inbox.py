@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import pytest
 from webhook_support import body_of, event
 
+from ogsync.destinations.postgres_inbox import PostgresInbox
 from ogsync.webhooks.inbox import (
     DEFAULT_INBOX_PATH,
     InboxClosed,
     InboxEvent,
     InvalidEvent,
     NotJSON,
-    PostgresInbox,
     SQLiteInbox,
     open_inbox,
 )

@@ -7,15 +7,16 @@ checkpoint and run-log row in one transaction, and lets a newer version win ever
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import astuple, dataclass, field, fields, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
 
+from ogsync.destinations.errors import AlreadyRunning, DestinationError
 from ogsync.endpoints import Endpoint
 from ogsync.plan import Checkpoint, EndpointState
+from ogsync.vocabulary import DeletionReason, RunKind, RunStatus
 
 META_COLUMNS = (
     "_raw",
@@ -33,17 +34,7 @@ EVENTS_TABLE = "events"
 # Input that could not be applied (a webhook event, an API record), kept with the reason.
 REJECTED_TABLE = "_ogsync_rejected"
 
-
-class DestinationError(Exception):
-    """The warehouse cannot be used as configured (one line, for the user)."""
-
-
-class AlreadyRunning(DestinationError):
-    """Another ogsync run holds this warehouse."""
-
-    def __init__(self, message: str, snapshot: Path | None = None) -> None:
-        super().__init__(message)
-        self.snapshot = snapshot  # where the run holding it keeps its status for readers
+__all__ = ["AlreadyRunning", "DestinationError"]  # where they were first defined
 
 
 @dataclass
@@ -52,7 +43,7 @@ class RunLog:
 
     run_id: str
     endpoint: str
-    kind: str
+    kind: RunKind
     started_at: datetime
     window_start: datetime | None = None
     window_end: datetime | None = None
@@ -63,7 +54,7 @@ class RunLog:
     records: int = 0
     soft_deletes: int = 0
     warnings: int = 0
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     error: str | None = None
     finished_at: datetime | None = None
     rejected: int = 0  # records set aside in `_ogsync_rejected` instead of loaded
@@ -71,6 +62,18 @@ class RunLog:
 
     def values(self) -> tuple:
         return astuple(self)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == RunStatus.SUCCESS
+
+    def counted(self, result: WriteResult) -> RunLog:
+        """This row with a committed batch's rows added."""
+        return replace(
+            self,
+            records=self.records + result.written,
+            soft_deletes=self.soft_deletes + result.soft_deleted,
+        )
 
 
 RUN_COLUMNS = tuple(f.name for f in fields(RunLog))
@@ -90,7 +93,7 @@ class Rejected:
 class Commit:
     """What a batch commits besides its rows, all in the same transaction."""
 
-    run: RunLog
+    run: RunLog  # the run-log row as it stands before this batch; the batch's rows are added
     checkpoint: Checkpoint | None = None  # where the window stands after this batch
     keep_checkpoint: bool = False  # write `checkpoint` (None clears it) only when True
     watermark: datetime | None = None  # the window is done: move the watermark here
@@ -135,31 +138,88 @@ class ApplyResult:
     rejected: int = 0  # events set aside in `_ogsync_rejected`: they could not be applied
 
 
-class Destination(Protocol):
-    """The small surface the sync engine needs; DuckDB and PostgreSQL implement it."""
+@dataclass(frozen=True)
+class RunRow:
+    """A row of `_ogsync_runs`, as status reads it."""
 
-    def prepare(self, endpoints: Iterable[Endpoint]) -> None:
-        """Create the schema, the endpoint tables and views, and the bookkeeping tables."""
+    endpoint: str
+    run_id: str
+    kind: str
+    status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    records: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StatusFacts:
+    """What a warehouse holds about its endpoints; `ogsync.status` makes a status of it.
+    A warehouse never synced has none of it."""
+
+    watermarks: Mapping[str, datetime | None]
+    runs: Sequence[RunRow]  # oldest first
+    rows: Mapping[str, tuple[int, int]]  # endpoint -> (live rows, soft-deleted rows)
+
+
+class WarehouseReader(Protocol):
+    """What may be read without holding the warehouse (`ogsync status`, Airflow's planning)."""
+
+    schema: str
 
     def load_states(self) -> Mapping[str, EndpointState]: ...
 
+    def load_backfill(self, ep: Endpoint) -> Mapping[tuple[datetime, datetime], str | None]:
+        """Backfill windows begun: window -> the link to resume from, or None when done."""
+        ...
+
+    def status_facts(self, endpoints: Iterable[Endpoint]) -> StatusFacts: ...
+
+    def close(self) -> None: ...
+
+
+class Destination(WarehouseReader, Protocol):
+    """Everything ogsync asks of a warehouse it holds. Each warehouse implements all of it
+    (tests/destinations runs one contract suite against each); nothing outside
+    `ogsync.destinations` knows which warehouse it has."""
+
+    def prepare(self, endpoints: Iterable[Endpoint]) -> None:
+        """Create the schema, the endpoint tables and views, and the bookkeeping tables."""
+        ...
+
     def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
-        """Upsert each batch (may be None) and apply its commit, all in one transaction."""
+        """Upsert each batch (may be None) and apply its commit, all in one transaction. The
+        run-log row written is the commit's with the batch's rows added (`RunLog.counted`);
+        nothing given is changed."""
+        ...
 
     def log_run(self, run: RunLog) -> None:
         """Insert or update a run-log row on its own (start and failure)."""
+        ...
 
     def apply_events(self, events: Sequence[WebhookEvent]) -> ApplyResult:
         """Store webhook events and soft-delete what their deletions cover, atomically."""
+        ...
 
     def reject(self, rows: Sequence[Rejected], run_id: str | None = None) -> None:
         """Keep input that could not be applied in `_ogsync_rejected`, in its own transaction."""
+        ...
+
+    def soft_delete(
+        self, ep: Endpoint, keys: Sequence[str], reason: DeletionReason, source: str
+    ) -> int:
+        """Soft-delete these live rows of `ep`, with a tombstone each; how many it deleted."""
+        ...
+
+    def unsent_keys(self, ep: Endpoint) -> set[str]:
+        """For reconcile: the live orders whose status is unsent, or (items) the live items of
+        such orders."""
+        ...
 
     def idle(self) -> None:
         """Nothing waits to be written: a moment for housekeeping that would otherwise wait
         for the end of the run."""
-
-    def close(self) -> None: ...
+        ...
 
 
 @dataclass
@@ -167,7 +227,7 @@ class TableSql:
     """Identifiers and conditions shared by the SQL dialects."""
 
     ep: Endpoint
-    schema: str
+    prefix: str  # the schema, quoted and qualified as the warehouse needs (`SqlDestination.s`)
     columns: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -175,7 +235,7 @@ class TableSql:
 
     @property
     def table(self) -> str:
-        return f'"{self.schema}"."{self.ep.name}"'
+        return f"{self.prefix}.{quote(self.ep.name)}"
 
     @property
     def key(self) -> str:
@@ -203,9 +263,8 @@ class TableSql:
         new, old = f'{incoming}."{upd}"', f'{current}."{upd}"'
         new_latest, old_latest = f"{incoming}._updated_latest", f"{current}._updated_latest"
         unknown = f"{new} IS NULL OR {old} IS NULL"
-        after_webhook = (
-            f"({current}._deleted_reason NOT LIKE 'webhook:%' OR {new} > {current}._deleted_at)"
-        )
+        by_webhook = DeletionReason.is_webhook_sql(f"{current}._deleted_reason")
+        after_webhook = f"(NOT {by_webhook} OR {new} > {current}._deleted_at)"
         return (
             f"(({current}._deleted_at IS NULL AND ({unknown} OR {new_latest} >= {old})) "
             f"OR ({current}._deleted_at IS NOT NULL AND ({unknown} OR {new} > {old_latest}) "

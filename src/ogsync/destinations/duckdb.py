@@ -20,9 +20,11 @@ from ogsync.destinations.base import (
     DestinationError,
     RunLog,
     WriteResult,
+    quote,
 )
+from ogsync.destinations.registry import OpenOptions
 from ogsync.destinations.sql import Dialect, SqlDestination
-from ogsync.endpoints import FieldType
+from ogsync.endpoints import Endpoint, FieldType
 from ogsync.private import tighten
 from ogsync.status_snapshot import running_syncs, snapshot_path
 
@@ -102,6 +104,7 @@ class DuckDBDestination(SqlDestination):
         if lock_wait is None:
             lock_wait = 0.0 if read_only else LOCK_WAIT_SECONDS
         self.conn = self._connect(lock_wait)
+        (self.catalog,) = self.conn.execute("SELECT current_database()").fetchone()  # type: ignore[misc]
         if not read_only:
             tighten(self.path, f"{self.path}.wal")
         self.conn.execute("SET TimeZone = 'UTC'")
@@ -117,6 +120,18 @@ class DuckDBDestination(SqlDestination):
                 raise DestinationError(f"bad DuckDB memory limit {memory_limit!r}") from None
         if not read_only and self.path != ":memory:":
             self._committed(force=True)  # status can tell from the start that a run holds it
+
+    # A file named like its schema (shop.duckdb, schema shop) makes `shop.t` ambiguous between
+    # catalog and schema: statements name both. A view names its table unqualified, which
+    # DuckDB resolves in the view's own schema (a qualified name there fails the same way).
+    in_catalog = "AND table_catalog = current_database()"
+
+    @property
+    def s(self) -> str:
+        return f"{quote(self.catalog)}.{quote(self.schema)}"
+
+    def view_source(self, ep: Endpoint) -> str:
+        return quote(ep.name)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         cursor = self.conn.execute(sql, list(params))
@@ -249,3 +264,22 @@ class DuckDBDestination(SqlDestination):
         if not self.read_only and self._snapshot_at:
             self._committed(force=True)
         self.conn.close()
+
+
+def open_warehouse(url: str, schema: str, options: OpenOptions) -> DuckDBDestination:
+    """DuckDB cannot share its file between writing processes: a claim holds all of it."""
+    return DuckDBDestination(url, schema, options.memory_limit, read_only=options.read_only)
+
+
+def masked(url: str) -> str:
+    return url  # a file name holds no secret
+
+
+def local_path(url: str) -> Path | None:
+    path = path_from_url(url)
+    return None if path == ":memory:" else Path(path).expanduser()
+
+
+def file_url(path: str | os.PathLike[str]) -> str:
+    """The destination URL of a DuckDB file."""
+    return f"duckdb:///{path}"

@@ -15,7 +15,7 @@ import io
 import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -32,9 +32,13 @@ from ogsync.destinations.base import (
     WriteResult,
     quote,
 )
+from ogsync.destinations.registry import OpenOptions
 from ogsync.destinations.sql import Dialect, SqlDestination
 from ogsync.endpoints import Endpoint, FieldType
 from ogsync.plan import EndpointState
+
+if TYPE_CHECKING:
+    from ogsync.webhooks.inbox import GroupCommitInbox
 
 log = logging.getLogger("ogsync.postgres")
 T = TypeVar("T")
@@ -244,3 +248,13 @@ class PostgresDestination(SqlDestination):
     def close(self) -> None:
         with contextlib.suppress(psycopg.Error):
             self.conn.close()  # closing the session releases the advisory lock
+
+
+def open_warehouse(url: str, schema: str, options: OpenOptions) -> PostgresDestination:
+    return PostgresDestination(url, schema, options.claims, read_only=options.read_only)
+
+
+def open_inbox(url: str, schema: str) -> GroupCommitInbox:
+    from ogsync.destinations.postgres_inbox import PostgresInbox
+
+    return PostgresInbox(url, schema)

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ogsync.deletions import DELETABLE, DELETION_EVENTS
+from ogsync.deletions import DELETABLE, DELETION_EVENTS, UNSENT
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
     DELETIONS_TABLE,
@@ -32,6 +32,8 @@ from ogsync.destinations.base import (
     Commit,
     Rejected,
     RunLog,
+    RunRow,
+    StatusFacts,
     TableSql,
     WebhookEvent,
     WriteResult,
@@ -39,6 +41,7 @@ from ogsync.destinations.base import (
 )
 from ogsync.endpoints import Endpoint, FieldType
 from ogsync.plan import Checkpoint, EndpointState
+from ogsync.vocabulary import DeletionReason
 
 
 @dataclass(frozen=True)
@@ -92,11 +95,27 @@ class SqlDestination(ABC):
         return sql.replace("%", "%%").replace("?", self.dialect.param)
 
     def table_sql(self, ep: Endpoint) -> TableSql:
-        return TableSql(ep, self.schema)
+        return TableSql(ep, self.s)
 
     @property
     def s(self) -> str:
+        """The schema as every statement names it."""
         return quote(self.schema)
+
+    def view_source(self, ep: Endpoint) -> str:
+        """How a view in the schema names the endpoint's table."""
+        return self.table_sql(ep).table
+
+    # Narrows information_schema to this warehouse's own catalog, where there may be others.
+    in_catalog = ""
+
+    def existing_tables(self) -> set[str]:
+        rows = self.execute(
+            "SELECT table_name FROM information_schema.tables "
+            f"WHERE table_schema = ? {self.in_catalog}",
+            [self.schema],
+        )
+        return {row[0] for row in rows}
 
     def prepare(self, endpoints: Iterable[Endpoint]) -> None:
         with self.transaction():
@@ -158,7 +177,7 @@ class SqlDestination(ABC):
             row[0]
             for row in self.execute(
                 "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = ? AND table_name = ?",
+                f"WHERE table_schema = ? AND table_name = ? {self.in_catalog}",
                 [self.schema, ep.name],
             )
         }
@@ -167,7 +186,7 @@ class SqlDestination(ABC):
                 self.execute(f"ALTER TABLE {sql.table} ADD COLUMN {quote(name)} {kind}")
         self.execute(
             f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + '_live')} AS "
-            f"SELECT * FROM {sql.table} WHERE _deleted_at IS NULL"
+            f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
         )
 
     def load_states(self) -> Mapping[str, EndpointState]:
@@ -182,7 +201,6 @@ class SqlDestination(ABC):
         return states
 
     def load_backfill(self, ep: Endpoint) -> dict[tuple[datetime, datetime], str | None]:
-        """Backfill windows begun: window -> the link to resume from, or None when done."""
         rows = self.execute(
             f"SELECT window_start, window_end, next_url, done_at FROM {self.s}.{BACKFILL_TABLE} "
             "WHERE endpoint = ?",
@@ -197,27 +215,19 @@ class SqlDestination(ABC):
     def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
         results: list[WriteResult] = []
         synced_at = datetime.now(UTC)
-        try:
-            with self.transaction():
-                for ep, batch, commit in writes:
-                    result = WriteResult()
-                    if batch is not None and batch.num_rows:
-                        result.written = self._upsert(ep, batch, commit.run.run_id, synced_at)
-                    if commit.refreshed_keys is not None:
-                        result.soft_deleted = self._soft_delete_unseen(
-                            ep, commit.refreshed_keys, commit.run.run_id, synced_at
-                        )
-                    results.append(result)
-                    self.record_rejected(commit.rejected, commit.run.run_id, synced_at)
-                    commit.run.records += result.written
-                    commit.run.soft_deletes += result.soft_deleted
-                    self._save_state(ep, commit, synced_at)
-                    self._upsert_run(commit.run)
-        except BaseException:
-            for (_, _, commit), result in zip(writes, results, strict=False):
-                commit.run.records -= result.written
-                commit.run.soft_deletes -= result.soft_deleted
-            raise
+        with self.transaction():
+            for ep, batch, commit in writes:
+                result = WriteResult()
+                if batch is not None and batch.num_rows:
+                    result.written = self._upsert(ep, batch, commit.run.run_id, synced_at)
+                if commit.refreshed_keys is not None:
+                    result.soft_deleted = self._soft_delete_unseen(
+                        ep, commit.refreshed_keys, commit.run.run_id, synced_at
+                    )
+                results.append(result)
+                self.record_rejected(commit.rejected, commit.run.run_id, synced_at)
+                self._save_state(ep, commit, synced_at)
+                self._upsert_run(commit.run.counted(result))
         return results
 
     def record_rejected(self, rows: Sequence[Rejected], run_id: str | None, at: datetime) -> None:
@@ -295,7 +305,8 @@ class SqlDestination(ABC):
                     f"UPDATE {sql.table} AS cur SET _deleted_at = d.deleted_at, "
                     f"_deleted_reason = d.reason FROM (SELECT record_id, max(deleted_at) AS "
                     f"deleted_at, max(reason) AS reason FROM {self.s}.{DELETIONS_TABLE} "
-                    f"WHERE endpoint = ? AND reason LIKE 'webhook:%' GROUP BY record_id) AS d "
+                    f"WHERE endpoint = ? AND {DeletionReason.is_webhook_sql('reason')} "
+                    "GROUP BY record_id) AS d "
                     f"WHERE cur.{column} = d.record_id AND cur._deleted_at IS NULL "
                     f"AND (cur.{upd} IS NULL OR cur.{upd} <= d.deleted_at) AND ({where}) "
                     f"RETURNING cur.{quote(ep.column_key)}",
@@ -363,10 +374,11 @@ class SqlDestination(ABC):
         self, ep: Endpoint, seen: pa.ChunkedArray, run_id: str, synced_at: datetime
     ) -> int:
         """After a complete full refresh: every live row the API did not return."""
-        return self._soft_delete(ep, seen, "NOT IN", "full_refresh", run_id, synced_at)
+        return self._soft_delete(ep, seen, "NOT IN", DeletionReason.FULL_REFRESH, run_id, synced_at)
 
-    def soft_delete(self, ep: Endpoint, keys: Sequence[str], reason: str, source: str) -> int:
-        """Soft-delete these rows of `ep` (live ones only), with their tombstones."""
+    def soft_delete(
+        self, ep: Endpoint, keys: Sequence[str], reason: DeletionReason, source: str
+    ) -> int:
         if not keys:
             return 0
         with self.transaction():
@@ -457,6 +469,51 @@ class SqlDestination(ABC):
     def log_run(self, run: RunLog) -> None:
         with self.transaction():
             self._upsert_run(run)
+
+    def unsent_keys(self, ep: Endpoint) -> set[str]:
+        orders = f"{self.s}.orders"
+        if ep.name == "orders":
+            sql = f"SELECT public_id FROM {orders} WHERE _deleted_at IS NULL AND status = {UNSENT}"
+        else:
+            order = quote(ep.field_named("order").column)
+            sql = (
+                f"SELECT i.public_id FROM {self.s}.items AS i JOIN {orders} AS o "
+                f"ON i.{order} = o.public_id WHERE i._deleted_at IS NULL AND o.status = {UNSENT}"
+            )
+        return {row[0] for row in self.execute(sql)}
+
+    def status_facts(self, endpoints: Iterable[Endpoint]) -> StatusFacts:
+        """Tables that do not exist yet (a warehouse never synced) read as empty."""
+        tables = self.existing_tables()
+        watermarks: dict[str, datetime | None] = {}
+        if STATE_TABLE in tables:
+            rows = self.execute(f"SELECT endpoint, watermark FROM {self.s}.{STATE_TABLE}")
+            watermarks = {endpoint: _utc(mark) for endpoint, mark in rows}
+        runs: list[RunRow] = []
+        if RUNS_TABLE in tables:
+            rows = self.execute(
+                "SELECT endpoint, run_id, kind, status, started_at, finished_at, records, error "
+                f"FROM {self.s}.{RUNS_TABLE} ORDER BY started_at, run_id"
+            )
+            runs = [
+                RunRow(ep, run_id, kind, status, _utc(start), _utc(end), int(n or 0), error)
+                for ep, run_id, kind, status, start, end, n, error in rows
+            ]
+        counts: dict[str, tuple[int, int]] = {}
+        for ep in endpoints:
+            if ep.name in tables:
+                ((live, deleted),) = self.execute(
+                    "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), count(*) FILTER "
+                    f"(WHERE _deleted_at IS NOT NULL) FROM {self.table_sql(ep).table}"
+                )
+                counts[ep.name] = (int(live or 0), int(deleted or 0))
+        return StatusFacts(watermarks, runs, counts)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _text(value: object) -> str | None:

@@ -2,12 +2,12 @@
 
 One table, `_ogsync_inbox`, keyed by the event `id` (so a redelivered event is stored once):
 in a SQLite file by default (WAL, `synchronous=FULL`: a commit is on disk when it returns), or in
-the warehouse itself when that is PostgreSQL.
+the warehouse itself when it can hold it (PostgreSQL: `ogsync.destinations.postgres_inbox`).
 
-All work on the database happens on one writer thread that owns the only connection. Callers
-queue jobs and wait on futures. Events queued while a commit is in flight are committed together
-by the next one (group commit): one fsync answers many requests, so durability does not cap the
-rate at one event per disk flush, and no event is answered before its own commit has returned.
+All work on the database happens on one writer thread that owns the only connection
+(`ogsync.group_commit`). Events queued while a commit is in flight are committed together by
+the next one: one fsync answers many requests, so durability does not cap the rate at one
+event per disk flush, and no event is answered before its own commit has returned.
 """
 
 from __future__ import annotations
@@ -16,21 +16,23 @@ import contextlib
 import logging
 import math
 import os
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import orjson
 
+from ogsync.destinations.errors import DestinationError
+from ogsync.group_commit import GroupCommitWriter
 from ogsync.private import OWNER_ONLY, tighten
+
+if TYPE_CHECKING:
+    from ogsync.destinations.registry import WarehouseKind
 
 log = logging.getLogger("ogsync.webhooks.inbox")
 
@@ -150,8 +152,13 @@ def unix_seconds(value: Any) -> int | None:
 
 
 class Inbox(Protocol):
+    def submit(self, event: InboxEvent) -> Future[bool]:
+        """Queue the event to be stored durably; the future says True once it is, False if
+        one with its id was already there."""
+        ...
+
     def put(self, event: InboxEvent) -> bool:
-        """Store the event durably; False if one with its id is already there."""
+        """`submit` and wait."""
         ...
 
     def pending(self, limit: int = 1000) -> list[InboxEvent]:
@@ -164,40 +171,32 @@ class Inbox(Protocol):
 
     def applied(self) -> int: ...
 
+    @property
+    def commits(self) -> int:
+        """Transactions written so far (each may hold many events)."""
+        ...
+
+    def healthy(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
-@dataclass
-class _Put:
-    event: InboxEvent
-    future: Future[bool]
-
-
-@dataclass
-class _Call:
-    fn: Callable[[Any], Any]
-    future: Future[Any]
-
-
-_STOP = object()
-
-
 class GroupCommitInbox:
-    """An inbox whose single writer thread commits every queued event in one transaction."""
+    """An inbox whose single writer commits every queued event in one transaction
+    (`ogsync.group_commit`). A backend provides the connection and the statements."""
 
     kind = "inbox"
 
     def __init__(self, *, max_batch: int = MAX_BATCH, timeout_seconds: float = 30.0) -> None:
-        self.max_batch = max_batch
         self.timeout = timeout_seconds
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn: Any = None
-        self._closed = False
-        self._close_lock = threading.Lock()
-        self.commits = 0  # group commits done (for tests and the bench)
         self._conn = self._connect()  # fail in the caller (bad path, no server) not later
-        self._thread = threading.Thread(target=self._run, name=f"ogsync-{self.kind}", daemon=True)
-        self._thread.start()
+        self._writer: GroupCommitWriter[InboxEvent, bool] = GroupCommitWriter(
+            self._write,
+            name=f"ogsync-{self.kind}",
+            max_group=max_batch,
+            closed_error=lambda: InboxClosed("the inbox is closed"),
+        )
 
     # -- what a backend provides
     def _connect(self) -> Any:
@@ -227,11 +226,7 @@ class GroupCommitInbox:
     # -- the public face
     def submit(self, event: InboxEvent) -> Future[bool]:
         """Queue the event; the future resolves once it is committed (True: new, False: dup)."""
-        future: Future[bool] = Future()
-        if self._closed:
-            raise InboxClosed("the inbox is closed")
-        self._jobs.put(_Put(event, future))
-        return future
+        return self._writer.write(event)
 
     def put(self, event: InboxEvent) -> bool:
         return self.submit(event).result(self.timeout)
@@ -253,16 +248,17 @@ class GroupCommitInbox:
         """Events the warehouse has taken in (the sync or `webhooks apply` marks them)."""
         return self._call(self._applied)
 
+    @property
+    def commits(self) -> int:
+        """Group commits done (for the receiver's metrics, tests and the bench)."""
+        return self._writer.commits
+
     def healthy(self) -> bool:
-        return not self._closed and self._thread.is_alive()
+        return self._writer.alive
 
     def close(self) -> None:
-        with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
-        self._jobs.put(_STOP)
-        self._thread.join()
+        self._writer.close()
+        self._disconnect()
 
     def __enter__(self) -> GroupCommitInbox:
         return self
@@ -271,48 +267,30 @@ class GroupCommitInbox:
         self.close()
 
     def _call(self, fn: Callable[[Any], T]) -> T:
-        if self._closed:
-            raise InboxClosed("the inbox is closed")
-        future: Future[T] = Future()
-        self._jobs.put(_Call(fn, future))
-        return future.result(self.timeout)
+        def job() -> T:
+            try:
+                conn = self._ready()
+                result = fn(conn)
+                self._commit(conn)
+            except Exception:
+                self._broken()
+                raise
+            return result
 
-    # -- the writer thread
-    def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batch = [self._jobs.get()]
-            while len(batch) < self.max_batch:
-                try:
-                    batch.append(self._jobs.get_nowait())
-                except queue.Empty:
-                    break
-            stopping = any(job is _STOP for job in batch)
-            # A caller that gave up waiting cancelled its future: skip that job (a retried
-            # event comes again). Once running, a future cannot be cancelled any more.
-            batch = [j for j in batch if j is _STOP or j.future.set_running_or_notify_cancel()]
-            puts = [job for job in batch if isinstance(job, _Put)]
-            if puts:
-                self._write(puts)
-            for job in batch:
-                if isinstance(job, _Call):
-                    self._run_call(job)
-        # Whatever arrived after the stop was asked for: write it too, then shut the door.
-        rest = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                job = self._jobs.get_nowait()
-                if job is not _STOP and job.future.set_running_or_notify_cancel():
-                    rest.append(job)
-        if puts := [job for job in rest if isinstance(job, _Put)]:
-            self._write(puts)
-        for job in rest:
-            if isinstance(job, _Call):
-                job.future.set_exception(InboxClosed("the inbox is closed"))
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = None
+        return self._writer.call(job).result(self.timeout)
+
+    # -- on the writer's thread
+    def _write(self, events: list[InboxEvent]) -> list[bool]:
+        try:
+            conn = self._ready()
+            fresh = self._insert(conn, events)
+            self._commit(conn)
+        except Exception as exc:  # the caller answers 5xx; the sender retries
+            self._broken()
+            if len(events) == 1:
+                log.error("inbox write of event %s failed: %s", events[0].event_id, exc)
+            raise
+        return fresh
 
     def _ready(self) -> Any:
         if self._conn is None:
@@ -323,43 +301,16 @@ class GroupCommitInbox:
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._rollback(self._conn)
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()
         self._conn = None
 
-    def _write(self, puts: list[_Put]) -> None:
-        try:
-            conn = self._ready()
-            fresh = self._insert(conn, [p.event for p in puts])
-            self._commit(conn)
-            self.commits += 1
-        except Exception as exc:  # the caller answers 5xx; the sender retries
-            self._broken()
-            if len(puts) > 1:  # one event the database refuses must not fail the others
-                log.warning("inbox write of %d events failed (%s); writing each alone",
-                            len(puts), exc)  # fmt: skip
-                for p in puts:
-                    self._write([p])
-                return
-            log.error("inbox write of event %s failed: %s", puts[0].event.event_id, exc)
-            puts[0].future.set_exception(exc)
-            return
-        for p, new in zip(puts, fresh, strict=True):
-            p.future.set_result(new)
 
-    def _run_call(self, job: _Call) -> None:
-        try:
-            conn = self._ready()
-            result = job.fn(conn)
-            self._commit(conn)
-        except Exception as exc:
-            self._broken()
-            job.future.set_exception(exc)
-            return
-        job.future.set_result(result)
-
-
-def _claimed(events: Sequence[InboxEvent], inserted: set[str]) -> list[bool]:
+def claimed(events: Sequence[InboxEvent], inserted: set[str]) -> list[bool]:
     """True for the first event of each id the database took, False for the rest."""
     result = []
     for event in events:
@@ -419,7 +370,7 @@ class SQLiteInbox(GroupCommitInbox):
             cursor = conn.execute(
                 f"INSERT INTO {TABLE} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (event_id) DO NOTHING",
-                _row(e),
+                row_of(e),
             )
             fresh.append(cursor.rowcount == 1)
         return fresh
@@ -461,86 +412,7 @@ class SQLiteInbox(GroupCommitInbox):
         return conn.execute(query).fetchone()[0]
 
 
-class PostgresInbox(GroupCommitInbox):
-    """The inbox as a table of the PostgreSQL warehouse, in the destination's schema."""
-
-    kind = "postgres-inbox"
-
-    def __init__(self, url: str, schema: str, **kwargs: Any) -> None:
-        if not schema.replace("_", "").isalnum():
-            raise ValueError(f"schema {schema!r}: use letters, digits and underscores")
-        self.url = url
-        self.schema = schema
-        super().__init__(**kwargs)
-
-    @property
-    def _table(self) -> str:
-        return f'"{self.schema}".{TABLE}'
-
-    def _connect(self) -> Any:
-        import psycopg
-
-        conn = psycopg.connect(self.url, connect_timeout=10, application_name="ogsync-webhooks")
-        with conn.transaction():
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS {self._table} (
-                    event_id text PRIMARY KEY,
-                    type text NOT NULL,
-                    created bigint,
-                    object_type text,
-                    object_id text,
-                    order_id text,
-                    payload text NOT NULL,
-                    received_at timestamptz NOT NULL,
-                    applied_at timestamptz
-                )"""
-            )
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {TABLE}_pending ON {self._table}"
-                " (created, received_at) WHERE applied_at IS NULL"
-            )
-        return conn
-
-    def _insert(self, conn: Any, events: Sequence[InboxEvent]) -> list[bool]:
-        columns = list(zip(*(_row(e) for e in events), strict=True))
-        rows = conn.execute(
-            f"INSERT INTO {self._table} ({COLUMNS})"
-            " SELECT e, t, c, ot, oi, od, p, to_timestamp(r), to_timestamp(a) FROM unnest("
-            "%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[],"
-            " %s::text[], %s::float8[], %s::float8[]) AS u(e, t, c, ot, oi, od, p, r, a)"
-            " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-            [list(c) for c in columns],
-        ).fetchall()
-        return _claimed(events, {row[0] for row in rows})
-
-    def _pending(self, conn: Any, limit: int) -> list[InboxEvent]:
-        rows = conn.execute(
-            "SELECT event_id, type, created, object_type, object_id, order_id, payload,"
-            " extract(epoch FROM received_at)::float8, extract(epoch FROM applied_at)::float8"
-            f" FROM {self._table} WHERE applied_at IS NULL"
-            " ORDER BY created ASC NULLS FIRST, received_at, event_id LIMIT %s",
-            (limit,),
-        ).fetchall()
-        return [InboxEvent(*row) for row in rows]
-
-    def _mark_applied(self, conn: Any, ids: list[str], at: float) -> int:
-        return conn.execute(
-            f"UPDATE {self._table} SET applied_at = to_timestamp(%s)"
-            " WHERE applied_at IS NULL AND event_id = ANY(%s)",
-            (at, ids),
-        ).rowcount
-
-    def _backlog(self, conn: Any) -> int:
-        row = conn.execute(f"SELECT count(*) FROM {self._table} WHERE applied_at IS NULL")
-        return int(row.fetchone()[0])
-
-    def _applied(self, conn: Any) -> int:
-        row = conn.execute(f"SELECT count(*) FROM {self._table} WHERE applied_at IS NOT NULL")
-        return int(row.fetchone()[0])
-
-
-def _row(e: InboxEvent) -> tuple[Any, ...]:
+def row_of(e: InboxEvent) -> tuple[Any, ...]:
     return (
         e.event_id,
         e.type,
@@ -560,12 +432,21 @@ def open_inbox(
     """The inbox for these settings (anything with `destination` and `schema`).
 
     A path given here or in OGSYNC_WEBHOOK_INBOX (or a `webhook_inbox` setting) is a SQLite
-    file. Without one, a PostgreSQL destination holds the inbox in its schema; any other
-    destination gets the SQLite file `ogsync-inbox.sqlite`.
+    file. Without one, a warehouse that can hold the inbox holds it in its schema; any other
+    gets the SQLite file `ogsync-inbox.sqlite`.
     """
     chosen = path or getattr(settings, "webhook_inbox", None) or os.environ.get(INBOX_ENV) or None
-    destination = str(getattr(settings, "destination", "") or "")
-    scheme = urlsplit(destination).scheme.lower()
-    if chosen is None and scheme in ("postgresql", "postgres"):
-        return PostgresInbox(destination, getattr(settings, "schema", "ordergroove"), **kwargs)
+    if chosen is None and (hosted := hosting_warehouse(settings)) is not None:
+        return hosted.open_inbox(settings.destination, settings.schema)
     return SQLiteInbox(chosen or DEFAULT_INBOX_PATH, **kwargs)
+
+
+def hosting_warehouse(settings: Any) -> WarehouseKind | None:
+    """The settings' warehouse, if it keeps the inbox itself."""
+    from ogsync.destinations.registry import kind_of
+
+    try:
+        kind = kind_of(str(getattr(settings, "destination", "") or ""))
+    except DestinationError:
+        return None
+    return kind if kind.hosts_inbox else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -103,17 +103,17 @@ class ReceiverMetrics:
             "Inbox events the warehouse has taken in",
             registry=self.registry,
         )
-        self.applied.set_function(lambda: _count(inbox, "applied"))
+        self.applied.set_function(lambda: _count(inbox.applied, "applied"))
         self.backlog = Gauge(
             f"{prefix}_inbox_backlog", "Inbox events not applied yet", registry=self.registry
         )
-        self.backlog.set_function(lambda: _count(inbox, "backlog"))
+        self.backlog.set_function(lambda: _count(inbox.backlog, "backlog"))
         self.commits = Gauge(
             f"{prefix}_inbox_commits",
             "Transactions the inbox writer committed (each may hold many events)",
             registry=self.registry,
         )
-        self.commits.set_function(lambda: float(getattr(inbox, "commits", 0)))
+        self.commits.set_function(lambda: float(inbox.commits))
         self.latency = Histogram(
             f"{prefix}_request_seconds",
             "Time to answer a webhook POST",
@@ -122,10 +122,10 @@ class ReceiverMetrics:
         )
 
 
-def _count(inbox: Inbox, what: str) -> float:
+def _count(count: Callable[[], int], what: str) -> float:
     """An inbox count for a gauge; NaN (not a failed scrape) when the inbox cannot say."""
     try:
-        return float(getattr(inbox, what)())
+        return float(count())
     except Exception as exc:
         log.warning("inbox %s unavailable: %s", what, exc)
         return float("nan")
@@ -187,14 +187,10 @@ def build_receiver(
         raise ValueError("max_age_seconds must be above 0")
     types = DEFAULT_TYPES if accepted_types is None else frozenset(accepted_types)
     metrics = ReceiverMetrics(inbox)
-    submit = getattr(inbox, "submit", None)
-
     async def store(event: InboxEvent) -> bool:
-        if submit is not None:  # a group-commit inbox: wait on its future, not on a thread
-            future = asyncio.wrap_future(submit(event))
-        else:
-            future = asyncio.ensure_future(run_in_threadpool(inbox.put, event))
-        return await asyncio.wait_for(future, commit_timeout)
+        # Wait on the inbox's future, not on a thread: a timeout cancels the write if it has
+        # not begun.
+        return await asyncio.wait_for(asyncio.wrap_future(inbox.submit(event)), commit_timeout)
 
     def refuse(refusal: _Refusal, request: Request, event_id: str | None = None) -> Response:
         metrics.rejected.labels(refusal.reason).inc()
@@ -263,7 +259,7 @@ def build_receiver(
         return JSONResponse({"status": status, "id": event.event_id})
 
     async def healthz(request: Request) -> Response:
-        healthy = getattr(inbox, "healthy", lambda: True)()
+        healthy = inbox.healthy()
         return JSONResponse({"status": "ok" if healthy else "inbox down"}, 200 if healthy else 503)
 
     async def scrape(request: Request) -> Response:
