@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, CronTriggerTimetable, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from ogsync.config import ConfigError, Settings, load_settings, merchant_names
+from ogsync.config import ConfigError, merchant_names
+from ogsync.destinations.registry import kind_of
 from ogsync.endpoints import select
+from ogsync.merchants import Merchant, merchants
 
 if TYPE_CHECKING:  # the sync itself is imported when a task runs, not when Airflow parses
     from ogsync.sync import SyncOptions
@@ -69,35 +71,36 @@ def ogsync_dag(
 
     The schedule is the settings' `schedule` in `schedule_timezone`. Endpoint tasks run in
     the pool `pool` (default `ogsync_<merchant>`, which must exist: `airflow pools set
-    ogsync_<merchant> 5 ...`), at most five at once per run, and one at a time into DuckDB,
-    whose file one process at a time may write. Failed tasks retry with exponential backoff,
-    except for a bad key or bad settings, which retrying cannot mend.
+    ogsync_<merchant> 5 ...`), at most five at once per run, and one at a time into a
+    warehouse one process at a time may write (DuckDB's file). Failed tasks retry with
+    exponential backoff, except for a bad key or bad settings, which retrying cannot mend.
     """
     path = Path(config_path) if config_path is not None else None
-    planned = load_settings(config_path=path, merchant=merchant, secrets=False)
+    (planned_merchant,) = merchants(config_path=path, only=merchant, secrets=False)
+    planned = planned_merchant.settings
     names = [ep.name for ep in select(options.endpoints)]
     dag_id = f"ogsync_{merchant}" if merchant else "ogsync"
-    parallel = MAX_PARALLEL_ENDPOINTS
-    if planned.destination.startswith("duckdb:"):
-        from ogsync.destinations.duckdb import path_from_url
+    kind = kind_of(planned.destination)
+    on_disk = kind.local_path(planned.destination)
+    if on_disk is not None and not on_disk.is_absolute():
+        raise ConfigError(
+            f"{dag_id}: {kind.name} destination {planned.destination} is not an absolute "
+            "path; Airflow's tasks run in folders of their own"
+        )
+    # A warehouse one process at a time may write takes the endpoint tasks one at a time.
+    parallel = 1 if kind.single_writer else MAX_PARALLEL_ENDPOINTS
 
-        if not Path(path_from_url(planned.destination)).is_absolute():
-            raise ConfigError(
-                f"{dag_id}: DuckDB destination {planned.destination} is not an absolute path; "
-                "Airflow's tasks run in folders of their own"
-            )
-        parallel = 1
-
-    def settings() -> Settings:
+    def target() -> Merchant:
+        """The merchant as a task sees it: its settings read again, key included."""
         try:
-            return load_settings(config_path=path, merchant=merchant)
+            (found,) = merchants(config_path=path, only=merchant)
         except ConfigError as exc:
             raise AirflowFailException(str(exc)) from None
+        return found
 
     with DAG(
         dag_id,
-        description=f"Ordergroove into {planned.destination.split(':', 1)[0]} "
-        f"schema {planned.schema}",
+        description=f"Ordergroove into {kind.name} schema {planned.schema}",
         schedule=CronTriggerTimetable(planned.schedule, timezone=planned.schedule_timezone),
         start_date=options.start_date,
         catchup=False,
@@ -114,9 +117,9 @@ def ogsync_dag(
         @task(task_id="apply_webhooks")
         def apply_deletions() -> dict[str, int]:
             """Deletions the webhooks announced, applied before the endpoints load."""
-            from ogsync.webhooks.apply import apply_webhooks
+            from ogsync.runner import apply_webhooks
 
-            return vars(apply_webhooks(settings()))
+            return vars(apply_webhooks(target()))
 
         @task(
             task_id="sync",
@@ -130,10 +133,10 @@ def ogsync_dag(
 
             get_current_context()["ogsync_endpoint"] = endpoint  # type: ignore[typeddict-unknown-key]
             # The API's limit is per key, and the tasks running at once share it.
-            merchant_settings = settings()
-            share = max(1, merchant_settings.requests_per_minute // parallel)
-            chosen = replace(merchant_settings, requests_per_minute=share)
-            one = SyncOptions.from_settings(chosen, select(endpoint), exclusive=False)
+            found = target()
+            share = max(1, found.settings.requests_per_minute // parallel)
+            chosen = replace(found, settings=replace(found.settings, requests_per_minute=share))
+            one = SyncOptions.from_settings(chosen.settings, select(endpoint), exclusive=False)
             return _outcome(chosen, one)
 
         @task(task_id="reconcile")
@@ -141,8 +144,8 @@ def ogsync_dag(
             """Deletions whose webhooks never came: unsent orders and items the API lost."""
             from ogsync.sync import SyncOptions
 
-            chosen = settings()
-            return _outcome(chosen, SyncOptions.from_settings(chosen, (), reconcile=True))
+            found = target()
+            return _outcome(found, SyncOptions.from_settings(found.settings, (), reconcile=True))
 
         synced = sync_endpoint.expand(endpoint=names)
         apply_deletions() >> synced
@@ -151,23 +154,21 @@ def ogsync_dag(
     return dag
 
 
-def _outcome(settings: Settings, options: SyncOptions) -> dict[str, Any]:
-    """Run the sync; what it did, for XCom, or the exception that makes Airflow retry."""
-    from ogsync.client import AuthError
-    from ogsync.output import LogListener
-    from ogsync.sync import EXIT_AUTH, run_sync
+def _outcome(merchant: Merchant, options: SyncOptions) -> dict[str, Any]:
+    """Run the sync; what it did, for XCom, or the exception that makes Airflow retry (or,
+    for what retrying cannot mend, a bad key or bad settings, fail at once)."""
+    from ogsync.exit_codes import EXIT_AUTH, EXIT_CONFIG
+    from ogsync.runner import Reporter, sync_one
 
-    try:
-        result = run_sync(settings, options, LogListener())
-    except (ConfigError, AuthError) as exc:
-        raise AirflowFailException(str(exc)) from None
-    runs = [o.run for o in result.outcomes]
-    runs += result.reconciled.runs if result.reconciled else []
-    failed = "; ".join(f"{r.endpoint}: {r.error}" for r in runs if r.status != "success")
-    if result.exit_code == EXIT_AUTH:
-        raise AirflowFailException(failed)
-    if failed:
-        raise SyncFailed(failed)
+    outcome = sync_one(merchant, options, Reporter())
+    result = outcome.result
+    runs = [o.run for o in result.outcomes] if result else []
+    runs += result.reconciled.runs if result and result.reconciled else []
+    failed = "; ".join(f"{r.endpoint}: {r.error}" for r in runs if not r.ok)
+    if outcome.code in (EXIT_AUTH, EXIT_CONFIG):
+        raise AirflowFailException(outcome.error or failed)
+    if outcome.code != 0 or result is None:
+        raise SyncFailed(failed or outcome.error or "the sync failed")
     return {
         "run_id": result.run_id,
         "run_started_at": result.run_started_at.isoformat(),

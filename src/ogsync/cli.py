@@ -6,41 +6,30 @@ import contextlib
 import logging
 import signal
 import threading
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import pyarrow
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from ogsync import runner
 from ogsync.apitime import from_local_naive, zone
-from ogsync.client import ApiError, AuthError, RequestStats
-from ogsync.config import ConfigError, Settings, load_settings, merchant_names
-from ogsync.destinations.base import AlreadyRunning, DestinationError, RunLog
+from ogsync.config import ConfigError, Settings
+from ogsync.destinations import EXAMPLES
 from ogsync.endpoints import select
+from ogsync.exit_codes import EXIT_CONFIG, EXIT_ENDPOINT_FAILED, EXIT_OK
+from ogsync.options import Backfill, SyncOptions
+from ogsync.outcome import Listener, SyncResult
 from ogsync.output import LogListener, ProgressListener, configure_logging, summary_table
 from ogsync.plan import WindowSize
+from ogsync.runner import Merchant
 from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE
 from ogsync.simulator import DEFAULT_API_KEY
-from ogsync.sync import (
-    EXIT_AUTH,
-    EXIT_ENDPOINT_FAILED,
-    EXIT_OK,
-    Backfill,
-    EndpointOutcome,
-    SyncOptions,
-    SyncResult,
-    api_client,
-    run_sync,
-)
-
-if TYPE_CHECKING:
-    from ogsync.metrics_file import MerchantRun
-    from ogsync.status import EndpointStatus
-    from ogsync.status_snapshot import Snapshot
 
 # Tracebacks never show local variables: an API key is a local somewhere.
 app = typer.Typer(
@@ -55,22 +44,44 @@ app.add_typer(simulator_app, name="simulator")
 
 err = Console(stderr=True)
 
-EXIT_CONFIG = 2
-
 
 # Options most commands share.
-DestinationOpt = Annotated[
-    str | None, typer.Option(help="duckdb:///FILE or postgresql://... (OGSYNC_DESTINATION).")
-]
+DestinationOpt = Annotated[str | None, typer.Option(help=f"{EXAMPLES} (OGSYNC_DESTINATION).")]
 SchemaOpt = Annotated[str | None, typer.Option(help="Warehouse schema (OGSYNC_SCHEMA).")]
 EnvOpt = Annotated[str | None, typer.Option(help="production or staging.")]
 BaseUrlOpt = Annotated[str | None, typer.Option(help="API base URL (OGSYNC_BASE_URL).")]
 ConfigOpt = Annotated[Path | None, typer.Option(help="Settings file (default ./ogsync.toml).")]
+MerchantOpt = Annotated[
+    str | None,
+    typer.Option(help="Only this merchant of the settings file (default: each in turn)."),
+]
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+def _log_format(value: str) -> LogFormat:
+    try:
+        return LogFormat(value)
+    except ValueError:
+        raise fail(f"--log-format {value!r}: use text or json") from None
+
+
+LogFormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        help="text, or json for one JSON object per event.",
+        callback=_log_format,
+    ),
+]
 
 
 def fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
     """One clear line on stderr, and the exit code the design names."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    _say_error(message)
     return typer.Exit(code)
 
 
@@ -177,14 +188,98 @@ webhooks_app = typer.Typer(
 app.add_typer(webhooks_app, name="webhooks")
 
 
+class CliReporter(runner.Reporter):
+    """The runner's work as a person at a terminal sees it: progress bars and a summary table
+    on a terminal, log lines otherwise, errors as one red line."""
+
+    def __init__(self, log_format: LogFormat = LogFormat.TEXT) -> None:
+        self.log_format = log_format
+        self.console = Console(stderr=True)
+        self._progress: ProgressListener | None = None
+
+    def merchant(self, merchant: Merchant) -> None:
+        err.print(f"merchant {merchant.name} (schema {merchant.settings.schema})")
+
+    def error(self, message: str) -> None:
+        _say_error(message)
+
+    def listener(self) -> Listener:
+        if self.log_format == LogFormat.TEXT and self.console.is_terminal:
+            self._progress = ProgressListener(self.console)
+            return self._progress
+        return LogListener()
+
+    def synced(self, result: SyncResult) -> None:
+        self._close_progress()
+        if self.console.is_terminal:
+            self.console.print(summary_table(result))
+
+    def error_after_run(self) -> None:
+        self._close_progress()
+
+    def _close_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+
+def _say_error(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _merchants(
+    only: str | None = None, config: Path | None = None, secrets: bool = True, **flags: object
+) -> list[Merchant]:
+    try:
+        return runner.merchants(flags, config_path=config, only=only, secrets=secrets)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+def _each(chosen: list[Merchant], operation: Callable[[Merchant], int]) -> typer.Exit:
+    """Run `operation` for each merchant; errors become one line and the runner's exit code."""
+    return typer.Exit(runner.each_merchant(chosen, operation, CliReporter()))
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[threading.Event]:
+    """SIGTERM finishes the batch in flight, then the run ends."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _sync(
+    chosen: list[Merchant],
+    options_for: Callable[[Settings], SyncOptions],
+    log_format: LogFormat,
+    metrics_file: Path | None = None,
+) -> typer.Exit:
+    configure_logging(log_format)
+    reporter = CliReporter(log_format)
+    with _stop_on_sigterm() as stop:
+        try:
+            code = runner.sync_merchants(
+                chosen, options_for, reporter, stop=stop, metrics_file=metrics_file
+            )
+        except ConfigError as exc:
+            raise fail(str(exc)) from None
+        finally:
+            reporter.error_after_run()
+    return typer.Exit(code)
+
+
 @webhooks_app.command("serve")
 def webhooks_serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8766, help="Port to listen on."),
     inbox: Path | None = typer.Option(
         None,
-        help="SQLite inbox file (OGSYNC_WEBHOOK_INBOX). Default: the warehouse when it is "
-        "PostgreSQL, else ogsync-inbox.sqlite.",
+        help="SQLite inbox file (OGSYNC_WEBHOOK_INBOX). Default: the warehouse when it can "
+        "hold it (PostgreSQL), else ogsync-inbox.sqlite.",
     ),
     max_age_seconds: int | None = typer.Option(
         None, min=1, help="Refuse signatures whose ts is older than this (default: off)."
@@ -196,19 +291,26 @@ def webhooks_serve(
     destination: DestinationOpt = None,
     schema: SchemaOpt = None,
     config: ConfigOpt = None,
+    merchant: MerchantOpt = None,
 ) -> None:
     """Receive signed webhooks at /webhooks/ordergroove into a durable inbox (key from
     OGSYNC_WEBHOOK_SECRET; during a rotation, both keys separated by a comma)."""
     from ogsync.webhooks.inbox import open_inbox
     from ogsync.webhooks.receiver import serve_webhooks
 
-    settings = _settings(destination=destination, schema=schema, config=config)
-    secrets = settings.webhook_secrets
+    try:
+        chosen = runner.one_merchant(
+            {"destination": destination, "schema": schema}, config_path=config, only=merchant,
+            what="the webhook receiver",
+        )  # fmt: skip
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    secrets = chosen.settings.webhook_secrets
     if not secrets:
         raise fail("no webhook secret: set OGSYNC_WEBHOOK_SECRET (the verification key)")
     configure_logging("text")
     try:
-        opened = open_inbox(settings, inbox)
+        opened = open_inbox(chosen.settings, inbox)
     except Exception as exc:
         raise fail(f"cannot open the webhook inbox: {exc}") from None
     types = {t.strip() for t in event_types.split(",") if t.strip()}
@@ -224,37 +326,26 @@ def webhooks_apply(
     destination: DestinationOpt = None,
     schema: SchemaOpt = None,
     config: ConfigOpt = None,
+    merchant: MerchantOpt = None,
 ) -> None:
     """Apply the inbox now: store every event, soft-delete what the deletions name."""
-    from ogsync.webhooks.apply import InboxUnavailable, apply_webhooks
-
-    settings = _settings(destination=destination, schema=schema, config=config)
+    chosen = _merchants(merchant, config, destination=destination, schema=schema)
     configure_logging("text")
-    try:
-        result = apply_webhooks(settings, inbox)
-    except AlreadyRunning as exc:
-        raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
-    except (DestinationError, InboxUnavailable) as exc:
-        raise fail(str(exc)) from None
-    Console().print(
-        f"{result.stored} events stored, {result.deletions} deletions recorded, "
-        f"{result.soft_deleted} rows soft-deleted"
-        + (f", {result.rejected} events rejected (see _ogsync_rejected)" if result.rejected else "")
-    )
 
+    def apply(m: Merchant) -> int:
+        result = runner.apply_webhooks(m, inbox)
+        Console().print(
+            f"{result.stored} events stored, {result.deletions} deletions recorded, "
+            f"{result.soft_deleted} rows soft-deleted"
+            + (
+                f", {result.rejected} events rejected (see _ogsync_rejected)"
+                if result.rejected
+                else ""
+            )
+        )
+        return EXIT_OK
 
-LogFormat = Annotated[
-    str, typer.Option("--log-format", help="text, or json for one JSON object per event.")
-]
-
-
-def _settings(**flags: object) -> Settings:
-    config = flags.pop("config", None)
-    merchant = flags.pop("merchant", None)
-    try:
-        return load_settings(flags, config_path=config, merchant=merchant)  # type: ignore[arg-type]
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
+    raise _each(chosen, apply)
 
 
 def _instant(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
@@ -264,17 +355,17 @@ def _instant(value: str | None, tz: ZoneInfo, name: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise fail(f"{name} {value!r} is not an ISO date or time (e.g. 2025-01-31T12:00)") from None
+        raise ConfigError(
+            f"{name} {value!r} is not an ISO date or time (e.g. 2025-01-31T12:00)"
+        ) from None
     return parsed if parsed.tzinfo else from_local_naive(parsed, tz)
 
 
-def _listener(console: Console, log_format: str) -> LogListener:
-    if log_format not in ("text", "json"):
-        raise fail(f"--log-format {log_format!r}: use text or json")
-    configure_logging(log_format)
-    if log_format == "text" and console.is_terminal:
-        return ProgressListener(console)
-    return LogListener()
+def _endpoints(names: str | None) -> Any:
+    try:
+        return select(names)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
 
 
 @app.command()
@@ -296,147 +387,38 @@ def sync(
         None, help="Most endpoints fetched at once (up to 5; more than one while the API is slow)."
     ),
     config: ConfigOpt = None,
-    log_format: LogFormat = "text",
+    log_format: LogFormatOpt = "text",
     metrics_file: Path | None = typer.Option(
         None,
         "--metrics-file",
         help="Write the run's Prometheus metrics here (for node_exporter's textfile collector).",
     ),
-    merchant: str | None = typer.Option(
-        None, help="Sync this merchant of the settings file (default: each in turn)."
-    ),
+    merchant: MerchantOpt = None,
 ) -> None:
     """Bring the warehouse up to date with the API (exit 0 ok, 1 an endpoint failed)."""
-    try:
-        chosen = select(endpoints)
-        names = [merchant] if merchant else merchant_names(config_path=config) or [None]
-    except (ValueError, ConfigError) as exc:
-        raise fail(str(exc)) from None
+    chosen_endpoints = _endpoints(endpoints)
     if metrics_file is not None:
         from ogsync.metrics_file import check_writable
 
         problem = check_writable(metrics_file)
         if problem:
             raise fail(problem)
-    from ogsync.metrics_file import MerchantRun
+    chosen = _merchants(
+        merchant, config, destination=destination, schema=schema, env=env, base_url=base_url,
+        workers=workers,
+    )  # fmt: skip
 
-    planned = []  # every merchant's settings are checked before any of them syncs
-    for name in names:
-        settings = _settings(
-            destination=destination,
-            schema=schema,
-            env=env,
-            base_url=base_url,
-            workers=workers,
-            config=config,
-            merchant=name,
+    def options(settings: Settings) -> SyncOptions:
+        return SyncOptions.from_settings(
+            settings,
+            chosen_endpoints,
+            since=_instant(since, settings.tz, "--since"),
+            until=_instant(until, settings.tz, "--until"),
+            full_refresh=full_refresh,
+            reconcile=reconcile,
         )
-        try:
-            options = SyncOptions.from_settings(
-                settings,
-                chosen,
-                since=_instant(since, settings.tz, "--since"),
-                until=_instant(until, settings.tz, "--until"),
-                full_refresh=full_refresh,
-                reconcile=reconcile,
-            )
-        except ValueError as exc:
-            raise fail(str(exc)) from None
-        planned.append((name, settings, options))
-    worst = EXIT_OK
-    ran: list[MerchantRun] = []
-    for name, settings, options in planned:  # one after another, each into its own schema
-        if name is not None:
-            err.print(f"merchant {name} (schema {settings.schema})")
-        code, result = _run_logged(settings, options, log_format)
-        worst = max(worst, code)
-        if result is not None:  # one merchant failing does not keep the others from running
-            failed = any(o.run.status != "success" for o in result.outcomes)
-            last = _last_successes(settings) if failed and metrics_file else None
-            ran.append(MerchantRun(name or "", result, last))
-    if metrics_file is not None and ran:
-        _write_metrics(metrics_file, ran)
-    raise typer.Exit(worst)
 
-
-def _run_logged(
-    settings: Settings, options: SyncOptions, log_format: str
-) -> tuple[int, SyncResult | None]:
-    """Run a sync, backfill or reconcile with the output the user asked for.
-
-    Returns its exit code and what it did: a run that failed as a whole counts each chosen
-    endpoint failed, and one refused because another holds the warehouse has no result (the
-    run holding it reports for itself).
-    """
-    console = Console(stderr=True)
-    listener = _listener(console, log_format)
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        result = run_sync(settings, options, listener, stop)
-    except AlreadyRunning as exc:
-        return _error(str(exc), EXIT_ENDPOINT_FAILED), None
-    except AuthError as exc:
-        return _error(str(exc), EXIT_AUTH), _failed_run(options, exc)
-    except ApiError as exc:
-        return _error(str(exc), EXIT_ENDPOINT_FAILED), _failed_run(options, exc)
-    except (DestinationError, ConfigError) as exc:
-        return _error(str(exc), EXIT_CONFIG), _failed_run(options, exc)
-    finally:
-        if isinstance(listener, ProgressListener):
-            listener.close()
-        signal.signal(signal.SIGTERM, previous)
-    if console.is_terminal:
-        console.print(summary_table(result))
-    return result.exit_code, result
-
-
-def _error(message: str, code: int) -> int:
-    """Say what went wrong in one line, as `fail` does, without leaving yet."""
-    return fail(message, code).exit_code
-
-
-def _failed_run(options: SyncOptions, exc: Exception) -> SyncResult:
-    """A run that failed before any endpoint ran: each chosen endpoint failed with it."""
-    now = datetime.now(UTC)
-    runs = [
-        RunLog("", ep.name, "sync", now, status="failed", error=str(exc), finished_at=now)
-        for ep in options.endpoints
-    ]
-    return SyncResult("", now, [EndpointOutcome(r.endpoint, "", r, ()) for r in runs])
-
-
-def _write_metrics(path: Path, ran: list[MerchantRun]) -> None:
-    """Write the metrics file; a failure to write is one line, not the exit code."""
-    from ogsync.metrics_file import write_metrics_file
-
-    try:
-        write_metrics_file(path, ran, datetime.now(UTC))
-    except OSError as exc:
-        err.print(f"[bold red]error:[/] cannot write metrics file {path}: {exc}", highlight=False)
-
-
-def _last_successes(settings: Settings) -> dict[str, datetime | None]:
-    """Each endpoint's last successful sync, from the warehouse's run log (best effort)."""
-    from ogsync.destinations import open_destination
-    from ogsync.status import warehouse_status
-
-    try:
-        warehouse = open_destination(
-            settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
-        )
-    except Exception:
-        return {}
-    try:
-        return {s.endpoint: s.last_success_at for s in warehouse_status(warehouse, _now())}
-    except Exception:
-        return {}
-    finally:
-        warehouse.close()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+    raise _sync(chosen, options, log_format, metrics_file)
 
 
 @app.command()
@@ -455,29 +437,27 @@ def backfill(
     env: EnvOpt = None,
     base_url: BaseUrlOpt = None,
     config: ConfigOpt = None,
-    log_format: LogFormat = "text",
+    log_format: LogFormatOpt = "text",
+    merchant: MerchantOpt = None,
 ) -> None:
     """Load history in windows; started again after a stop, it resumes where it was."""
-    settings = _settings(
-        destination=destination, schema=schema, env=env, base_url=base_url, config=config
+    chosen = _merchants(
+        merchant, config, destination=destination, schema=schema, env=env, base_url=base_url
     )
-    try:
-        chosen = select(endpoints)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    first = _instant(start, settings.tz, "--start")
-    assert first is not None
-    try:
+    chosen_endpoints = _endpoints(endpoints)
+
+    def options(settings: Settings) -> SyncOptions:
+        first = _instant(start, settings.tz, "--start")
+        assert first is not None
         spec = Backfill(
             start=first,
             end=_instant(end, settings.tz, "--end"),
             size=window,
             slow_page_seconds=slow_page_seconds,
         )
-        options = SyncOptions.from_settings(settings, chosen, backfill=spec)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    raise typer.Exit(_run_logged(settings, options, log_format)[0])
+        return SyncOptions.from_settings(settings, chosen_endpoints, backfill=spec)
+
+    raise _sync(chosen, options, log_format)
 
 
 @app.command()
@@ -500,7 +480,8 @@ def schedule(
     env: EnvOpt = None,
     base_url: BaseUrlOpt = None,
     config: ConfigOpt = None,
-    log_format: LogFormat = "text",
+    log_format: LogFormatOpt = "text",
+    merchant: MerchantOpt = None,
 ) -> None:
     """Run `sync` on a schedule until stopped (SIGTERM or Ctrl-C finish the run in flight).
 
@@ -508,61 +489,46 @@ def schedule(
     """
     from ogsync.schedule import Scheduler, validate_cron
 
+    chosen_endpoints = _endpoints(endpoints)
+    chosen = _merchants(
+        merchant, config, destination=destination, schema=schema, env=env, base_url=base_url
+    )
+
+    def options(settings: Settings) -> SyncOptions:
+        return SyncOptions.from_settings(settings, chosen_endpoints, reconcile=reconcile)
+
     try:
-        chosen = select(endpoints)
-        names = merchant_names(config_path=config) or [None]
-        runs = []
-        for name in names:
-            settings = _settings(destination=destination, schema=schema, env=env,
-                                 base_url=base_url, config=config, merchant=name)  # fmt: skip
-            settings.require_api_key()
-            options = SyncOptions.from_settings(settings, chosen, reconcile=reconcile)
-            runs.append((settings, options))
-        cron = validate_cron(cron or runs[0][0].schedule)
-        tz = zone(timezone or runs[0][0].schedule_timezone)
+        for m in chosen:  # a missing key or bad options stop the scheduler before it starts
+            m.settings.require_api_key()
+            options(m.settings)
+        first = chosen[0].settings
+        cron = validate_cron(cron or first.schedule)
+        tz = zone(timezone or first.schedule_timezone)
     except (ValueError, ConfigError) as exc:
         raise fail(str(exc)) from None
-    if log_format not in ("text", "json"):
-        raise fail(f"--log-format {log_format!r}: use text or json")
     configure_logging(log_format)
-    listener = LogListener()
+    reporter = runner.Reporter()  # the log only: nobody watches a scheduler's terminal
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    jobs = [_scheduled_sync(settings, options, listener) for settings, options in runs]
-    scheduler = Scheduler(cron, tz, lambda event: max(job(event) for job in jobs))
+
+    def job(stop: threading.Event) -> int:
+        try:
+            return runner.sync_merchants(chosen, options, reporter, stop=stop)
+        except ConfigError as exc:
+            reporter.error(str(exc))
+            return EXIT_CONFIG
+
+    scheduler = Scheduler(cron, tz, job)
     with contextlib.ExitStack() as stack:
         if with_webhooks:
-            stack.enter_context(_webhook_receiver(runs[0][0], webhooks_host, webhooks_port))
+            stack.enter_context(_webhook_receiver(chosen[0].settings, webhooks_host, webhooks_port))
         scheduler.run(stop)
     raise typer.Exit(EXIT_OK)
 
 
-def _scheduled_sync(settings: Settings, options: SyncOptions, listener: LogListener):
-    """One scheduled run; every outcome is an exit status for the log, never an exit."""
-    log = logging.getLogger("ogsync.schedule")
-
-    def job(stop: threading.Event) -> int:
-        try:
-            return run_sync(settings, options, listener, stop).exit_code
-        except AlreadyRunning as exc:
-            log.error("%s", exc)
-            return EXIT_ENDPOINT_FAILED
-        except (DestinationError, ConfigError) as exc:
-            log.error("%s", exc)
-            return EXIT_CONFIG
-        except AuthError as exc:
-            log.error("%s", exc)
-            return EXIT_AUTH
-        except ApiError as exc:
-            log.error("%s", exc)
-            return EXIT_ENDPOINT_FAILED
-
-    return job
-
-
 @contextlib.contextmanager
-def _webhook_receiver(settings: Settings, host: str, port: int):
+def _webhook_receiver(settings: Settings, host: str, port: int) -> Iterator[None]:
     from ogsync.webhooks.inbox import open_inbox
     from ogsync.webhooks.receiver import receiver_in_thread
 
@@ -581,14 +547,18 @@ def reconcile_command(
     env: EnvOpt = None,
     base_url: BaseUrlOpt = None,
     config: ConfigOpt = None,
-    log_format: LogFormat = "text",
+    log_format: LogFormatOpt = "text",
+    merchant: MerchantOpt = None,
 ) -> None:
     """Catch deletions whose webhooks never arrived: unsent orders and items the API lost."""
-    settings = _settings(
-        destination=destination, schema=schema, env=env, base_url=base_url, config=config
+    chosen = _merchants(
+        merchant, config, destination=destination, schema=schema, env=env, base_url=base_url
     )
-    options = SyncOptions.from_settings(settings, (), reconcile=True)
-    raise typer.Exit(_run_logged(settings, options, log_format)[0])
+
+    def options(settings: Settings) -> SyncOptions:
+        return SyncOptions.from_settings(settings, (), reconcile=True)
+
+    raise _sync(chosen, options, log_format)
 
 
 @app.command()
@@ -607,12 +577,13 @@ def status(
         help="Exit 1 if any endpoint is further behind now than this (26h, 90m, 2d); one "
         "never synced always is.",
     ),
+    merchant: MerchantOpt = None,
 ) -> None:
     """Per endpoint: watermark, lag, last run and rows (exit 1 when staler than --max-lag)."""
     import json
 
-    from ogsync.destinations import open_destination
-    from ogsync.status import parse_duration, shown, stale, warehouse_status
+    from ogsync.status import parse_duration, stale
+    from ogsync.status_render import how_far_behind, status_rows, status_table
 
     limit = None
     if max_lag is not None:
@@ -620,104 +591,44 @@ def status(
             limit = parse_duration(max_lag)
         except ValueError as exc:
             raise fail(f"--max-lag: {exc}") from None
-    settings = _settings(destination=destination, schema=schema, config=config)
-    try:
-        chosen = {ep.name for ep in select(endpoints)} if endpoints else None
-    except ValueError as exc:
-        raise fail(str(exc)) from None
-    tolerance = timedelta(minutes=settings.clock_tolerance_minutes)
-    try:
-        warehouse = open_destination(settings.destination, settings.schema, read_only=True)
-    except AlreadyRunning as exc:
-        statuses = _running_sync_snapshot(exc).statuses
-    except DestinationError as exc:
-        raise fail(str(exc)) from None
-    else:
-        try:
-            statuses = warehouse_status(warehouse, _now(), tolerance=tolerance)
-        except Exception as exc:
-            raise fail(f"cannot read the warehouse: {exc}".splitlines()[0]) from None
-        finally:
-            warehouse.close()
-    statuses = shown(statuses, chosen)
-    behind = set(stale(statuses, limit)) if limit is not None else set()
-    if json_output:
-        rows = [
-            {**s.as_json(), "stale": None if limit is None else s.endpoint in behind}
-            for s in statuses
-        ]
-        typer.echo(json.dumps(rows, indent=2))
-    else:
-        Console().print(_status_table(statuses, behind))
-    if behind:
-        named = ", ".join(f"{s.endpoint} ({_behind(s)})" for s in statuses if s.endpoint in behind)
-        raise fail(f"staler than {max_lag}: {named}", EXIT_ENDPOINT_FAILED)
+    chosen = _merchants(merchant, config, destination=destination, schema=schema, secrets=False)
+    chosen_endpoints = _endpoints(endpoints) if endpoints else None
+    rows: list[dict[str, Any]] = []
 
-
-def _running_sync_snapshot(held: AlreadyRunning) -> Snapshot:
-    """What the run holding the warehouse last wrote for readers; failing that, why the
-    warehouse can't be read (exit 1)."""
-    from ogsync.status_snapshot import read_snapshot
-
-    snapshot = read_snapshot(held.snapshot, _now()) if held.snapshot else None
-    if snapshot is None:
-        raise fail(str(held), EXIT_ENDPOINT_FAILED)
-    age = max((_now() - snapshot.taken_at).total_seconds(), 0)
-    err.print(
-        f"a sync (PID {snapshot.pid}) holds the warehouse: as it stood {age:.0f}s ago",
-        highlight=False,
-    )
-    return snapshot
-
-
-def _behind(s: EndpointStatus) -> str:
-    if s.future_watermark:
-        return "watermark in the future"
-    return "never synced" if s.lag is None else _age(s.lag) + " behind"
-
-
-def _status_table(statuses: list, behind: set[str]) -> Table:
-    table = Table(title="ogsync status", title_justify="left")
-    table.add_column("endpoint", no_wrap=True)
-    for name in ("watermark", "lag", "last run", "status", "finished"):
-        table.add_column(name)
-    table.add_column("live", justify="right")
-    table.add_column("deleted", justify="right")
-    for s in statuses:
-        run = s.last_run
-        state = "" if run is None else run.status
-        colour = {"success": "green", "failed": "red"}.get(state, "yellow")
-        lag = "never synced" if s.lag is None else _age(s.lag)
-        if s.future_watermark:
-            lag = "watermark in the future: repaired next sync"
-        table.add_row(
-            s.endpoint,
-            _when(s.watermark if s.incremental else s.fresh_as_of),
-            f"[red]{lag}[/]" if s.endpoint in behind else lag,
-            "" if run is None else run.kind,
-            f"[{colour}]{state}[/]" if state else "",
-            "" if run is None else _when(run.finished_at),
-            f"{s.live:,}",
-            f"{s.deleted:,}",
+    def show(m: Merchant) -> int:
+        report = runner.status(m, chosen_endpoints)
+        if report.snapshot_pid is not None and report.snapshot_age is not None:
+            err.print(
+                f"a sync (PID {report.snapshot_pid}) holds the warehouse: as it stood "
+                f"{report.snapshot_age.total_seconds():.0f}s ago",
+                highlight=False,
+            )
+        statuses = report.statuses
+        behind = set(stale(statuses, limit)) if limit is not None else set()
+        if json_output:
+            rows.extend(status_rows(statuses, behind if limit is not None else None, m.name))
+        else:
+            title = "ogsync status" + (f": {m.name} (schema {m.settings.schema})" if m.name else "")
+            Console().print(status_table(statuses, behind, title))
+        if not behind:
+            return EXIT_OK
+        named = ", ".join(
+            f"{s.endpoint} ({how_far_behind(s)})" for s in statuses if s.endpoint in behind
         )
-    return table
+        _say_error(f"staler than {max_lag}: {named}")
+        return EXIT_ENDPOINT_FAILED
+
+    code = runner.each_merchant(chosen, show, _QuietHeaders())
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+    raise typer.Exit(code)
 
 
-def _when(value: datetime | None) -> str:
-    return "" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M}Z"
+class _QuietHeaders(CliReporter):
+    """Status names each merchant in its table's title, not on a line of its own."""
 
-
-def _age(lag: timedelta) -> str:
-    seconds = int(lag.total_seconds())
-    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{sign}{days}d {hours}h"
-    if hours:
-        return f"{sign}{hours}h {minutes}m"
-    return f"{sign}{minutes}m {secs}s" if minutes else f"{sign}{secs}s"
+    def merchant(self, merchant: Merchant) -> None:
+        return
 
 
 @app.command()
@@ -725,24 +636,21 @@ def check(
     env: EnvOpt = None,
     base_url: BaseUrlOpt = None,
     config: ConfigOpt = None,
+    merchant: MerchantOpt = None,
 ) -> None:
     """Check the key: one /customers/?page_size=1 call (exit 0 ok, 3 refused)."""
-    settings = _settings(env=env, base_url=base_url, config=config)
-    try:
-        api_key = settings.require_api_key()
-    except ConfigError as exc:
-        raise fail(str(exc)) from None
-    with api_client(settings, api_key, max_attempts=3) as client:
-        try:
-            clock = client.server_time(RequestStats())
-        except AuthError as exc:
-            raise fail(str(exc), EXIT_AUTH) from None
-        except ApiError as exc:
-            raise fail(str(exc), EXIT_ENDPOINT_FAILED) from None
-    told = "no readable Date header" if clock is None else f"API clock {clock.isoformat()}"
-    Console().print(
-        f"[green]OK[/]: {settings.base_url} accepts the key and lists across customers ({told})"
-    )
+    chosen = _merchants(merchant, config, env=env, base_url=base_url)
+
+    def check_one(m: Merchant) -> int:
+        result = runner.check(m)
+        clock = result.api_clock
+        told = "no readable Date header" if clock is None else f"API clock {clock.isoformat()}"
+        Console().print(
+            f"[green]OK[/]: {result.base_url} accepts the key and lists across customers ({told})"
+        )
+        return EXIT_OK
+
+    raise _each(chosen, check_one)
 
 
 @app.command()

@@ -24,9 +24,9 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Widening:
     # This many pages in a row, each waited for at least `slow_page` seconds, open one more
-    # slot. With no latency the simulator kept a lone worker waiting about 2 ms a page on
-    # this 2-core machine (the next page is fetched while one is typed); an API across a
-    # network takes tens of milliseconds or more.
+    # slot. The threshold sits between a local API with no latency (a page is fetched while
+    # the last is typed, so a worker hardly waits) and one across a network (tens of
+    # milliseconds or more); bench/sync.py --latency-ms measures both.
     slow_page: float = 0.010
     in_a_row: int = 3
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
+from ogsync.destinations.registry import DEFAULT_URL
 from ogsync.plain_http import insecure_reason
 from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE, validate_cron
 
@@ -25,7 +26,7 @@ ENVIRONMENTS = {
     "production": "https://restapi.ordergroove.com",
     "staging": "https://staging.restapi.ordergroove.com",
 }
-DEFAULT_DESTINATION = "duckdb:///ogsync.duckdb"
+DEFAULT_DESTINATION = DEFAULT_URL
 DEFAULT_SCHEMA = "ordergroove"
 CONFIG_FILE = "ogsync.toml"
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ogsync.config import Settings
+from ogsync.destinations.duckdb import file_url
 from ogsync.endpoints import ENDPOINTS
 from ogsync.simulator.server import SimulatorConfig, simulator_in_thread
 from ogsync.sync import SyncOptions, SyncResult, run_sync
@@ -68,7 +69,7 @@ def run_demo(records: int, path: Path, console: Console) -> None:
         settings = Settings(
             api_key=sim.api_key,
             base_url=sim.url,
-            destination=f"duckdb:///{path}",
+            destination=file_url(path),
             clock_tolerance_minutes=24 * 60,  # the simulated merchant's clock is moved on
         )
         options = SyncOptions.from_settings(settings, ENDPOINTS)

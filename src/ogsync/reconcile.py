@@ -22,6 +22,8 @@ log = logging.getLogger("ogsync.reconcile")
 
 ORDERS = BY_NAME["orders"]
 ITEMS = BY_NAME["items"]
+
+
 @dataclass
 class ReconcileResult:
     runs: list[RunLog] = field(default_factory=list)

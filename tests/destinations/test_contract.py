@@ -397,7 +397,7 @@ def test_a_failing_group_leaves_no_data_checkpoint_or_run_log(wh, monkeypatch, f
         dest.write([(ORDERS, good, orders_commit), (CUSTOMERS, customers, customers_commit)])
     if failure == "second_statement_raises":
         assert "disk on fire" in str(raised.value)
-    # The counts the caller sees are restored along with the warehouse.
+    # The caller's rows are never changed, and the warehouse is as it was.
     assert orders_commit.run.records == 0 and customers_commit.run.records == 0
     assert_baseline(wh)
 
@@ -787,8 +787,10 @@ def test_postgres_connection_loss_reconnects_and_the_batch_lands_once(
     records = [rec(ORDERS, f"o{i}", "2025-01-15 10:00:00") for i in range(3)]
     cm = commit(ORDERS, "run-1", checkpoint=CP1, keep_checkpoint=True)
     (result,) = dest.write([(ORDERS, batch(ORDERS, records), cm)])
-    assert result.written == 3 and cm.run.records == 3
+    assert result.written == 3 and cm.run.records == 0  # the caller's row is not changed
     assert pg_wh.count("orders") == 3
+    (logged,) = pg_wh.rows("SELECT records FROM {s}._ogsync_runs WHERE run_id = 'run-1'")
+    assert logged["records"] == 3
     # It holds the schema's lock again after reconnecting.
     with pytest.raises(AlreadyRunning):
         PostgresDestination(postgres_server.url, pg_wh.schema)
@@ -807,7 +809,7 @@ def test_postgres_connection_loss_reconnects_and_the_batch_lands_once(
     cm = commit(ORDERS, "run-2", checkpoint=CP2, keep_checkpoint=True)
     (result,) = dest.write([(ORDERS, batch(ORDERS, more), cm)])
     assert killed and killed[0] >= 1
-    assert result.written == 4 and cm.run.records == 4
+    assert result.written == 4 and cm.run.records == 0
     assert pg_wh.count("orders") == 7
     (logged,) = pg_wh.rows("SELECT records FROM {s}._ogsync_runs WHERE run_id = 'run-2'")
     assert logged["records"] == 4

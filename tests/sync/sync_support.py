@@ -18,7 +18,7 @@ from ogsync.client import OrdergrooveClient, RateBudget, RetryPolicy
 from ogsync.destinations.duckdb import DuckDBDestination
 from ogsync.endpoints import BY_NAME, ENDPOINTS, Endpoint
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
-from ogsync.sync import Listener, SyncEngine, SyncOptions, SyncResult
+from ogsync.sync import Listener, SyncOptions, SyncResult, sync_with
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
 
 FAST_RETRY = RetryPolicy(max_attempts=12, base_seconds=0.005, cap_seconds=0.05)
@@ -56,8 +56,7 @@ def run_sync(
     try:
         options.setdefault("clock_tolerance", SIMULATED_CLOCK_TOLERANCE)
         opts = SyncOptions(endpoints=tuple(endpoints), overlap=overlap, **options)
-        engine = SyncEngine(client, destination, zone(api_timezone), opts, listener, inbox=inbox)
-        return engine.run()
+        return sync_with(client, destination, zone(api_timezone), opts, listener, inbox=inbox)
     finally:
         destination.close()
         if own_client:

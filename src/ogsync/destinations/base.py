@@ -100,7 +100,7 @@ class Commit:
     # Set `watermark` even if it is earlier: the one there came from a wrong clock.
     watermark_replaces: bool = False
     # A full refresh is done: soft-delete the rest. Arrow, since it may hold every key of a
-    # large endpoint (a Python set of them took four times the memory).
+    # large endpoint (as Python strings they would take several times the memory).
     refreshed_keys: pa.ChunkedArray | None = None
     last_records: int | None = None  # the endpoint's size this run, for worker ordering
     # A backfill window: its bounds, and where it stands (a `next` link, or None once done).

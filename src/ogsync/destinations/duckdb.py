@@ -109,9 +109,9 @@ class DuckDBDestination(SqlDestination):
             tighten(self.path, f"{self.path}.wal")
         self.conn.execute("SET TimeZone = 'UTC'")
         # Checkpoint less often while loading (the default is every 16 MB of log): each
-        # checkpoint rewrites row groups, and a million-record load took a third longer. Data
-        # not yet checkpointed stays in memory, so this also sets DuckDB's peak: at 192 MB a
-        # million records load in 80 MB (at 256 MB they needed 96).
+        # checkpoint rewrites row groups, which slows a large load. Data not yet checkpointed
+        # stays in memory, so this also sets DuckDB's peak: the trade-off between the two is
+        # measured by bench/sync.py.
         self.conn.execute("SET checkpoint_threshold = '192MB'")
         if memory_limit:
             try:

@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ogsync.config import Settings
 from ogsync.deletions import DELETION_EVENTS
 from ogsync.destinations.base import ApplyResult, Destination, Rejected
 from ogsync.webhooks.inbox import (
@@ -21,6 +20,7 @@ from ogsync.webhooks.inbox import (
     INBOX_ENV,
     Inbox,
     InboxEvent,
+    hosting_warehouse,
     open_inbox,
     unix_seconds,
 )
@@ -124,43 +124,10 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-class InboxUnavailable(RuntimeError):
-    """The inbox could not be opened; the message is one line, for the user."""
-
-
-def apply_webhooks(settings: Settings, inbox_path: Path | None = None) -> ApplyResult:
-    """Hold the whole warehouse and apply what its inbox holds (`ogsync webhooks apply`).
-
-    The inbox is the file given, else the one a sync would drain; with neither, there is
-    nothing to apply and the warehouse's tables are only made ready.
-    """
-    from ogsync.destinations import open_destination
-    from ogsync.endpoints import ENDPOINTS
-
-    warehouse = open_destination(
-        settings.destination, settings.schema, duckdb_memory_limit=settings.duckdb_memory_limit
-    )
-    try:
-        try:
-            inbox = open_inbox(settings, inbox_path) if inbox_path else inbox_for_sync(settings)
-        except Exception as exc:
-            raise InboxUnavailable(f"cannot open the webhook inbox: {exc}") from None
-        warehouse.prepare(ENDPOINTS)
-        if inbox is None:
-            return ApplyResult()
-        try:
-            return apply_inbox(inbox, warehouse)
-        finally:
-            inbox.close()
-    finally:
-        warehouse.close()
-
-
 def inbox_for_sync(settings: Any) -> Inbox | None:
-    """The inbox a sync drains first, if the receiver has one: the PostgreSQL warehouse's own,
-    or the SQLite file when it exists (a sync never creates an empty one)."""
-    destination = str(getattr(settings, "destination", "") or "")
-    if destination.startswith(("postgresql://", "postgres://")):
+    """The inbox a sync drains first, if the receiver has one: the warehouse's own (where it
+    holds one), or the SQLite file when it exists (a sync never creates an empty one)."""
+    if hosting_warehouse(settings) is not None:
         return open_inbox(settings)
     path = Path(os.environ.get(INBOX_ENV) or DEFAULT_INBOX_PATH)
     return open_inbox(settings, path) if path.is_file() else None

@@ -187,6 +187,7 @@ def build_receiver(
         raise ValueError("max_age_seconds must be above 0")
     types = DEFAULT_TYPES if accepted_types is None else frozenset(accepted_types)
     metrics = ReceiverMetrics(inbox)
+
     async def store(event: InboxEvent) -> bool:
         # Wait on the inbox's future, not on a thread: a timeout cancels the write if it has
         # not begun.

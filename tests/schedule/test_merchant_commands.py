@@ -1,0 +1,83 @@
+"""Every command that touches a merchant works from a settings file whose keys exist only under
+`[merchants.*]`, for each merchant in turn or for the one `--merchant` names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import duckdb
+
+from ogsync.simulator.server import simulator_process
+from ogsync.testing.cli import clean_env
+
+
+def ogsync(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ogsync", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=180)  # fmt: skip
+
+
+def kinds(db, schema: str) -> dict[str, int]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        rows = conn.execute(
+            f'SELECT kind, count(*) FROM "{db.stem}"."{schema}"._ogsync_runs GROUP BY kind'
+        ).fetchall()
+    return dict(rows)
+
+
+def test_every_command_serves_merchants_whose_keys_are_only_under_merchants(tmp_path):
+    with (
+        simulator_process(["--records", "400", "--seed", "71"], api_key="shop-key-1") as shop,
+        simulator_process(["--records", "300", "--seed", "72"], api_key="beta-key-2") as beta,
+    ):
+        # A file named like a merchant's schema: DuckDB's "shop" is a catalog and a schema.
+        db = tmp_path / "shop.duckdb"
+        (tmp_path / "ogsync.toml").write_text(
+            f'destination = "duckdb:///{db}"\n'
+            f'[merchants.shop]\napi_key_env = "SHOP_KEY"\nbase_url = "{shop.url}"\n'
+            'schema = "shop"\n'
+            f'[merchants.beta]\napi_key_env = "BETA_KEY"\nbase_url = "{beta.url}"\n'
+            'schema = "beta"\n'
+        )
+        env = clean_env()  # no OGSYNC_API_KEY: the keys are the merchants' own
+        env.pop("OGSYNC_API_KEY", None)
+        env.update(SHOP_KEY="shop-key-1", BETA_KEY="beta-key-2")
+
+        checked = ogsync("check", env=env, cwd=tmp_path)
+        assert checked.returncode == 0, checked.stderr
+        assert checked.stdout.count("accepts the key") == 2
+        assert shop.url in checked.stdout and beta.url in checked.stdout
+        only = ogsync("check", "--merchant", "beta", env=env, cwd=tmp_path)
+        assert only.returncode == 0 and only.stdout.count("accepts the key") == 1
+
+        synced = ogsync("sync", env=env, cwd=tmp_path)
+        assert synced.returncode == 0, synced.stderr
+
+        status = ogsync("status", "--json", env=env, cwd=tmp_path)
+        assert status.returncode == 0, status.stderr
+        rows = json.loads(status.stdout)
+        assert {r["merchant"] for r in rows} == {"shop", "beta"}
+        assert all(r["last_run"]["status"] == "success" for r in rows if r["endpoint"] == "orders")
+        assert all(r["live"] > 0 for r in rows if r["endpoint"] == "customers")
+        one = json.loads(ogsync("status", "--json", "--merchant", "shop", env=env,
+                                cwd=tmp_path).stdout)  # fmt: skip
+        assert {r["merchant"] for r in one} == {"shop"}
+
+        back = ogsync("backfill", "--start", "2024-01-01", "--window", "year", "--endpoints",
+                      "orders", "--merchant", "shop", env=env, cwd=tmp_path)  # fmt: skip
+        assert back.returncode == 0, back.stderr
+        assert kinds(db, "shop").get("backfill") == 1 and "backfill" not in kinds(db, "beta")
+
+        reconciled = ogsync("reconcile", env=env, cwd=tmp_path)
+        assert reconciled.returncode == 0, reconciled.stderr
+        assert kinds(db, "shop")["reconcile"] == 2 and kinds(db, "beta")["reconcile"] == 2
+
+        applied = ogsync("webhooks", "apply", env=env, cwd=tmp_path)
+        assert applied.returncode == 0, applied.stderr
+        assert applied.stdout.count("events stored") == 2
+        one_applied = ogsync("webhooks", "apply", "--merchant", "beta", env=env, cwd=tmp_path)
+        assert one_applied.returncode == 0 and one_applied.stdout.count("events stored") == 1
+
+        unknown = ogsync("status", "--merchant", "gamma", env=env, cwd=tmp_path)
+        assert unknown.returncode == 2 and "unknown merchant 'gamma'" in unknown.stderr
