@@ -17,8 +17,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from ogsync.destinations.base import RunLog
+from ogsync.outcome import SyncResult
 from ogsync.private import write_private
-from ogsync.sync import SyncResult
+from ogsync.vocabulary import RunStatus
 
 PREFIX = "ogsync_sync_"
 
@@ -80,7 +81,7 @@ def write_metrics_file(path: str | Path, runs: Sequence[MerchantRun], now: datet
             rejected.labels(*labels).set(run.rejected)
             finished = run.finished_at or now
             duration.labels(*labels).set(max((finished - run.started_at).total_seconds(), 0.0))
-            ok = run.status == "success"
+            ok = run.ok
             success.labels(*labels).set(1 if ok else 0)
             known = run.finished_at if ok else (merchant_run.last_success or {}).get(run.endpoint)
             if known is not None:
@@ -90,14 +91,14 @@ def write_metrics_file(path: str | Path, runs: Sequence[MerchantRun], now: datet
 
 def _merged(run: RunLog, extra: RunLog) -> RunLog:
     """An endpoint's sync and its reconcile as one: counts add up, any failure fails it."""
-    failed = run.status != "success" or extra.status != "success"
+    failed = not (run.ok and extra.ok)
     return replace(
         run,
         requests=run.requests + extra.requests,
         retries=run.retries + extra.retries,
         rate_limit_waits=run.rate_limit_waits + extra.rate_limit_waits,
         soft_deletes=run.soft_deletes + extra.soft_deletes,
-        status="failed" if failed else "success",
+        status=RunStatus.FAILED if failed else RunStatus.SUCCESS,
         finished_at=extra.finished_at or run.finished_at,
     )
 

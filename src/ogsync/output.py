@@ -14,8 +14,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ogsync.destinations.base import RunLog
+from ogsync.outcome import EndpointOutcome, Listener, SyncResult
 from ogsync.plan import EndpointPlan
-from ogsync.sync import EndpointOutcome, Listener, SyncResult
+from ogsync.vocabulary import RunKind
 
 log = logging.getLogger("ogsync")
 
@@ -201,9 +202,11 @@ def summary_table(result: SyncResult) -> Table:
             column, justify="left" if column in ("endpoint", "mode", "status") else "right"
         )
     runs = [(o.mode, o.run) for o in sorted(result.outcomes, key=lambda o: o.endpoint)]
-    runs += [("reconcile", run) for run in (result.reconciled.runs if result.reconciled else [])]
+    runs += [
+        (RunKind.RECONCILE, run) for run in (result.reconciled.runs if result.reconciled else [])
+    ]
     for mode, run in runs:
-        status = "[green]ok[/]" if run.status == "success" else f"[red]{run.status}[/]"
+        status = "[green]ok[/]" if run.ok else f"[red]{run.status}[/]"
         table.add_row(
             run.endpoint,
             mode,

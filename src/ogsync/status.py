@@ -16,20 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ogsync.clock import DEFAULT_TOLERANCE, in_future
-from ogsync.destinations.base import WarehouseReader
+from ogsync.destinations.base import RunRow, WarehouseReader
 from ogsync.endpoints import ENDPOINTS, Endpoint
 from ogsync.vocabulary import NOT_A_SYNC, RunKind, RunStatus
-
-
-@dataclass(frozen=True)
-class LastRun:
-    run_id: str
-    kind: str
-    status: str
-    started_at: datetime | None
-    finished_at: datetime | None
-    records: int
-    error: str | None
 
 
 @dataclass(frozen=True)
@@ -39,7 +28,7 @@ class EndpointStatus:
     watermark: datetime | None  # the committed watermark in `_ogsync_state`
     fresh_as_of: datetime | None  # what the lag is measured from (see the module docstring)
     lag: timedelta | None  # now - fresh_as_of; None when never synced
-    last_run: LastRun | None
+    last_run: RunRow | None
     last_success_at: datetime | None  # when the last successful sync (not NOT_A_SYNC) ended
     live: int
     deleted: int
@@ -85,7 +74,8 @@ class EndpointStatus:
             lag=None if as_of is None else now - as_of,
             last_run=None
             if run is None
-            else LastRun(
+            else RunRow(
+                row["endpoint"],
                 run["run_id"],
                 run["kind"],
                 run["status"],
@@ -111,14 +101,11 @@ def warehouse_status(
     holds nothing: every endpoint reads as never synced)."""
     endpoints = list(endpoints)
     facts = warehouse.status_facts(endpoints)
-    last_runs: dict[str, LastRun] = {}
+    last_runs: dict[str, RunRow] = {}
     last_success: dict[str, datetime | None] = {}
     last_refresh: dict[str, datetime | None] = {}
     for row in facts.runs:  # oldest first: the last one stays
-        last_runs[row.endpoint] = LastRun(
-            row.run_id, row.kind, row.status, row.started_at, row.finished_at, row.records,
-            row.error,
-        )  # fmt: skip
+        last_runs[row.endpoint] = row
         if row.status == RunStatus.SUCCESS and row.kind not in NOT_A_SYNC:
             last_success[row.endpoint] = row.finished_at or row.started_at
             if row.kind == RunKind.FULL_REFRESH:

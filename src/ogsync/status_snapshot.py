@@ -14,12 +14,15 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 
 from ogsync.private import write_private
 from ogsync.status import EndpointStatus, warehouse_status
+
+if TYPE_CHECKING:
+    from ogsync.destinations.duckdb import DuckDBDestination
 
 
 def snapshot_path(db_path: str, schema: str) -> Path:
@@ -33,7 +36,7 @@ class Snapshot:
     statuses: list[EndpointStatus]
 
 
-def write_snapshot(destination: Any) -> None:
+def write_snapshot(destination: DuckDBDestination) -> None:
     """The status of `destination` (a DuckDB warehouse this process holds), beside its file."""
     now = datetime.now(UTC)
     statuses = warehouse_status(destination, now)

@@ -11,7 +11,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from ogsync.deletions import DELETION_EVENTS
 from ogsync.destinations.base import ApplyResult, Destination, Rejected
@@ -20,6 +19,7 @@ from ogsync.webhooks.inbox import (
     INBOX_ENV,
     Inbox,
     InboxEvent,
+    WarehouseSettings,
     hosting_warehouse,
     open_inbox,
     unix_seconds,
@@ -124,7 +124,7 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def inbox_for_sync(settings: Any) -> Inbox | None:
+def inbox_for_sync(settings: WarehouseSettings) -> Inbox | None:
     """The inbox a sync drains first, if the receiver has one: the warehouse's own (where it
     holds one), or the SQLite file when it exists (a sync never creates an empty one)."""
     if hosting_warehouse(settings) is not None:

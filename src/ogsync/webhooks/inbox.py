@@ -426,27 +426,34 @@ def row_of(e: InboxEvent) -> tuple[Any, ...]:
     )
 
 
-def open_inbox(
-    settings: Any, path: str | os.PathLike[str] | None = None, **kwargs: Any
-) -> GroupCommitInbox:
-    """The inbox for these settings (anything with `destination` and `schema`).
+class WarehouseSettings(Protocol):
+    """What choosing an inbox needs of the settings."""
 
-    A path given here or in OGSYNC_WEBHOOK_INBOX (or a `webhook_inbox` setting) is a SQLite
-    file. Without one, a warehouse that can hold the inbox holds it in its schema; any other
-    gets the SQLite file `ogsync-inbox.sqlite`.
+    destination: str
+    schema: str
+
+
+def open_inbox(
+    settings: WarehouseSettings, path: str | os.PathLike[str] | None = None, **kwargs: Any
+) -> GroupCommitInbox:
+    """The inbox for these settings.
+
+    A path given here or in OGSYNC_WEBHOOK_INBOX is a SQLite file. Without one, a warehouse
+    that can hold the inbox holds it in its schema; any other gets the SQLite file
+    `ogsync-inbox.sqlite`.
     """
-    chosen = path or getattr(settings, "webhook_inbox", None) or os.environ.get(INBOX_ENV) or None
+    chosen = path or os.environ.get(INBOX_ENV) or None
     if chosen is None and (hosted := hosting_warehouse(settings)) is not None:
         return hosted.open_inbox(settings.destination, settings.schema)
     return SQLiteInbox(chosen or DEFAULT_INBOX_PATH, **kwargs)
 
 
-def hosting_warehouse(settings: Any) -> WarehouseKind | None:
+def hosting_warehouse(settings: WarehouseSettings) -> WarehouseKind | None:
     """The settings' warehouse, if it keeps the inbox itself."""
     from ogsync.destinations.registry import kind_of
 
     try:
-        kind = kind_of(str(getattr(settings, "destination", "") or ""))
+        kind = kind_of(settings.destination)
     except DestinationError:
         return None
     return kind if kind.hosts_inbox else None

@@ -185,87 +185,15 @@ def build_receiver(
         raise ValueError("the receiver needs at least one webhook secret")
     if max_age_seconds is not None and max_age_seconds <= 0:
         raise ValueError("max_age_seconds must be above 0")
-    types = DEFAULT_TYPES if accepted_types is None else frozenset(accepted_types)
-    metrics = ReceiverMetrics(inbox)
-
-    async def store(event: InboxEvent) -> bool:
-        # Wait on the inbox's future, not on a thread: a timeout cancels the write if it has
-        # not begun.
-        return await asyncio.wait_for(asyncio.wrap_future(inbox.submit(event)), commit_timeout)
-
-    def refuse(refusal: _Refusal, request: Request, event_id: str | None = None) -> Response:
-        metrics.rejected.labels(refusal.reason).inc()
-        client = request.client.host if request.client else "?"
-        extra = f" event={event_id}" if event_id else ""
-        log.warning(
-            "webhook refused: %d %s (%s) from %s%s",
-            refusal.status,
-            refusal.reason,
-            refusal.detail,
-            client,
-            extra,
-        )
-        return JSONResponse({"error": refusal.reason, "detail": refusal.detail}, refusal.status)
-
-    async def receive(request: Request) -> Response:
-        started = time.perf_counter()
-        metrics.received.inc()
-        try:
-            return await _receive(request)
-        except _Refusal as refusal:
-            return refuse(refusal, request)
-        finally:
-            metrics.latency.observe(time.perf_counter() - started)
-
-    async def _receive(request: Request) -> Response:
-        # The header is checked before a byte of the body is read: an unsigned sender gets
-        # nothing of ours but a 401.
-        headers = request.headers.getlist(HEADER)
-        if not headers or not any(h.strip() for h in headers):
-            raise _Refusal(401, "missing_signature", f"no {HEADER} header")
-        header = ",".join(headers)
-        try:
-            parse(header)
-        except SignatureError as exc:
-            raise _Refusal(401, "malformed_signature", str(exc)) from None
-        body = await _read_body(request, max_body, body_timeout)
-        try:
-            timestamp = verify(header, body, keys)
-        except SignatureError:
-            raise _Refusal(401, "bad_signature", "signature does not match the body") from None
-        if max_age_seconds is not None and abs(time.time() - timestamp) > max_age_seconds:
-            raise _Refusal(401, "stale_signature", f"ts is more than {max_age_seconds}s off")
-        try:
-            event = InboxEvent.from_body(body)
-        except (InvalidEvent, UnicodeDecodeError) as exc:
-            not_json = isinstance(exc, NotJSON | UnicodeDecodeError)
-            reason = "not_json" if not_json else "invalid_event"
-            raise _Refusal(400, reason, str(exc)) from None
-        # Every event goes to the warehouse's `events` table; only these types act on rows.
-        ignored = event.type not in types
-        try:
-            fresh = await store(event)
-        except Exception as exc:
-            detail = "inbox commit timed out" if isinstance(exc, TimeoutError) else str(exc)
-            log.error("webhook %s not stored: %s", event.event_id, detail or type(exc).__name__)
-            metrics.rejected.labels("inbox_error").inc()
-            return JSONResponse({"error": "inbox_error"}, 503, headers={"Retry-After": "5"})
-        if fresh:
-            metrics.stored.inc()
-            if ignored:
-                metrics.ignored.inc()
-        else:
-            metrics.duplicates.inc()
-        status = "stored" if fresh else "duplicate"
-        return JSONResponse({"status": status, "id": event.event_id})
-
-    async def healthz(request: Request) -> Response:
-        healthy = inbox.healthy()
-        return JSONResponse({"status": "ok" if healthy else "inbox down"}, 200 if healthy else 503)
-
-    async def scrape(request: Request) -> Response:
-        text = await run_in_threadpool(generate_latest, metrics.registry)
-        return Response(text, media_type=CONTENT_TYPE_LATEST)
+    receiver = _Receiver(
+        inbox,
+        keys,
+        max_age_seconds,
+        DEFAULT_TYPES if accepted_types is None else frozenset(accepted_types),
+        max_body=max_body,
+        commit_timeout=commit_timeout,
+        body_timeout=body_timeout,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -276,14 +204,108 @@ def build_receiver(
     app = Starlette(
         lifespan=lifespan,
         routes=[
-            Route(PATH, receive, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", scrape, methods=["GET"]),
+            Route(PATH, receiver.receive, methods=["POST"]),
+            Route("/healthz", receiver.healthz, methods=["GET"]),
+            Route("/metrics", receiver.scrape, methods=["GET"]),
         ],
     )
     app.state.inbox = inbox
-    app.state.metrics = metrics
+    app.state.metrics = receiver.metrics
     return app
+
+
+@dataclass
+class _Receiver:
+    """The receiver's endpoints; `build_receiver` checks its settings and routes to them."""
+
+    inbox: Inbox
+    keys: list[str]
+    max_age_seconds: int | None
+    types: frozenset[str]
+    max_body: int
+    commit_timeout: float
+    body_timeout: float
+
+    def __post_init__(self) -> None:
+        self.metrics = ReceiverMetrics(self.inbox)
+
+    async def receive(self, request: Request) -> Response:
+        started = time.perf_counter()
+        self.metrics.received.inc()
+        try:
+            event = await self._verified_event(request)
+            return await self._stored(event)
+        except _Refusal as refusal:
+            return self._refuse(refusal, request)
+        finally:
+            self.metrics.latency.observe(time.perf_counter() - started)
+
+    async def _verified_event(self, request: Request) -> InboxEvent:
+        # The header is checked before a byte of the body is read: an unsigned sender gets
+        # nothing of ours but a 401.
+        headers = request.headers.getlist(HEADER)
+        if not headers or not any(h.strip() for h in headers):
+            raise _Refusal(401, "missing_signature", f"no {HEADER} header")
+        header = ",".join(headers)
+        try:
+            parse(header)
+        except SignatureError as exc:
+            raise _Refusal(401, "malformed_signature", str(exc)) from None
+        body = await _read_body(request, self.max_body, self.body_timeout)
+        try:
+            timestamp = verify(header, body, self.keys)
+        except SignatureError:
+            raise _Refusal(401, "bad_signature", "signature does not match the body") from None
+        limit = self.max_age_seconds
+        if limit is not None and abs(time.time() - timestamp) > limit:
+            raise _Refusal(401, "stale_signature", f"ts is more than {limit}s off")
+        try:
+            return InboxEvent.from_body(body)
+        except (InvalidEvent, UnicodeDecodeError) as exc:
+            not_json = isinstance(exc, NotJSON | UnicodeDecodeError)
+            reason = "not_json" if not_json else "invalid_event"
+            raise _Refusal(400, reason, str(exc)) from None
+
+    async def _stored(self, event: InboxEvent) -> Response:
+        try:
+            # Wait on the inbox's future, not on a thread: a timeout cancels the write if it
+            # has not begun.
+            future = asyncio.wrap_future(self.inbox.submit(event))
+            fresh = await asyncio.wait_for(future, self.commit_timeout)
+        except Exception as exc:
+            detail = "inbox commit timed out" if isinstance(exc, TimeoutError) else str(exc)
+            log.error("webhook %s not stored: %s", event.event_id, detail or type(exc).__name__)
+            self.metrics.rejected.labels("inbox_error").inc()
+            return JSONResponse({"error": "inbox_error"}, 503, headers={"Retry-After": "5"})
+        if fresh:
+            self.metrics.stored.inc()
+            # Every event goes to the warehouse's `events` table; only these types act on rows.
+            if event.type not in self.types:
+                self.metrics.ignored.inc()
+        else:
+            self.metrics.duplicates.inc()
+        status = "stored" if fresh else "duplicate"
+        return JSONResponse({"status": status, "id": event.event_id})
+
+    def _refuse(self, refusal: _Refusal, request: Request) -> Response:
+        self.metrics.rejected.labels(refusal.reason).inc()
+        client = request.client.host if request.client else "?"
+        log.warning(
+            "webhook refused: %d %s (%s) from %s",
+            refusal.status,
+            refusal.reason,
+            refusal.detail,
+            client,
+        )
+        return JSONResponse({"error": refusal.reason, "detail": refusal.detail}, refusal.status)
+
+    async def healthz(self, request: Request) -> Response:
+        healthy = self.inbox.healthy()
+        return JSONResponse({"status": "ok" if healthy else "inbox down"}, 200 if healthy else 503)
+
+    async def scrape(self, request: Request) -> Response:
+        text = await run_in_threadpool(generate_latest, self.metrics.registry)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
 def receiver_config(
