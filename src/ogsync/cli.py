@@ -206,6 +206,10 @@ def webhooks_serve(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     secrets = chosen.settings.webhook_secrets
+    try:
+        governance = chosen.settings.governance
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     if not secrets:
         raise fail("no webhook secret: set OGSYNC_WEBHOOK_SECRET (the verification key)")
     configure_logging("text")
@@ -216,8 +220,9 @@ def webhooks_serve(
     types = {t.strip() for t in event_types.split(",") if t.strip()}
     err.print(f"ogsync webhooks: listening on http://{host}:{port}/webhooks/ordergroove")
     serve_webhooks(
-        opened, secrets, host, port, max_age_seconds=max_age_seconds, accepted_types=types
-    )
+        opened, secrets, host, port, max_age_seconds=max_age_seconds, accepted_types=types,
+        governance=governance,
+    )  # fmt: skip
 
 
 @webhooks_app.command("apply")
@@ -435,7 +440,10 @@ def _webhook_receiver(settings: Settings, host: str, port: int) -> Iterator[None
     keys = settings.webhook_secrets
     if not keys:
         raise fail("no webhook secret: set OGSYNC_WEBHOOK_SECRET (the verification key)")
-    with open_inbox(settings) as inbox, receiver_in_thread(inbox, keys, host, port) as running:
+    with (
+        open_inbox(settings) as inbox,
+        receiver_in_thread(inbox, keys, host, port, governance=settings.governance) as running,
+    ):
         err.print(f"ogsync webhooks: listening on {running.url}/webhooks/ordergroove")
         yield
 

@@ -61,6 +61,8 @@ class Endpoint:
     equality_filters: Mapping[str, str] = field(default_factory=dict)
     # Parameters a sync always sends so that the API returns every record, not a default subset.
     list_params: Mapping[str, str] = field(default_factory=dict)
+    # Every version is kept in `<name>_history` (set by the settings: ogsync.governance).
+    history: bool = False
 
     @property
     def path(self) -> str:

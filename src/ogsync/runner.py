@@ -206,11 +206,12 @@ def apply_webhooks(merchant: Merchant, inbox_path: Path | None = None) -> ApplyR
             inbox = open_inbox(settings, inbox_path) if inbox_path else inbox_for_sync(settings)
         except Exception as exc:
             raise InboxUnavailable(f"cannot open the webhook inbox: {exc}") from None
-        warehouse.prepare(ENDPOINTS)
+        governance = settings.governance
+        warehouse.prepare(governance.endpoints(ENDPOINTS))
         if inbox is None:
             return ApplyResult()
         try:
-            return apply_inbox(inbox, warehouse)
+            return apply_inbox(inbox, warehouse, governance)
         finally:
             inbox.close()
     finally:

@@ -56,6 +56,7 @@ POSTGRES = Dialect(
     },
     json="JSONB",
     param="%s",
+    hash_template="md5(CAST(CAST({} AS JSONB) AS TEXT))",
 )
 RECONNECTS = 3
 

@@ -7,6 +7,7 @@ way to put an Arrow batch in front of the database as a relation (`stage`).
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ogsync.deletions import DELETABLE, DELETION_EVENTS, UNSENT
+from ogsync.destinations import sql_history
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
     DELETIONS_TABLE,
@@ -43,15 +45,23 @@ from ogsync.endpoints import Endpoint, FieldType
 from ogsync.plan import Checkpoint, EndpointState
 from ogsync.vocabulary import DeletionReason
 
+log = logging.getLogger("ogsync.destinations")
+DELETABLE_NAMES = frozenset(ep.name for ep in DELETABLE)
+
 
 @dataclass(frozen=True)
 class Dialect:
     types: Mapping[FieldType, str]
     json: str  # the JSON type: _raw and the JSON fields
     param: str = "?"
+    # A hash of a JSON value's content, the same for the text staged and the value stored.
+    hash_template: str = "md5(CAST({} AS VARCHAR))"
 
     def column_type(self, kind: FieldType) -> str:
         return self.types[kind]
+
+    def content_hash(self, value: str) -> str:
+        return self.hash_template.format(value)
 
     @property
     def meta_types(self) -> dict[str, str]:
@@ -117,7 +127,16 @@ class SqlDestination(ABC):
         )
         return {row[0] for row in rows}
 
+    # The endpoints as `prepare` was given them (with the settings' rules): the tables'
+    # columns and which keep history. A caller may name an endpoint by its plain table entry.
+    _prepared: dict[str, Endpoint] = {}  # noqa: RUF012 (set per instance in prepare)
+
+    def governed(self, ep: Endpoint) -> Endpoint:
+        return self._prepared.get(ep.name, ep)
+
     def prepare(self, endpoints: Iterable[Endpoint]) -> None:
+        endpoints = list(endpoints)
+        self._prepared = {ep.name: ep for ep in endpoints}
         with self.transaction():
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.s}")
             for ep in endpoints:
@@ -162,6 +181,14 @@ class SqlDestination(ABC):
                 f"object_type VARCHAR, object_id VARCHAR, payload {self.dialect.json}, "
                 "stored_at TIMESTAMPTZ)"
             )
+            for ep in endpoints:
+                if ep.history and sql_history.create_history(self, ep):
+                    seeded = sql_history.seed(self, ep)
+                    if seeded:
+                        log.warning(
+                            "%s: history begins now, with its %d current rows; earlier "
+                            "versions were never seen", ep.name, seeded,
+                        )  # fmt: skip
 
     def _columns(self, ep: Endpoint) -> list[tuple[str, str]]:
         fields = [(f.column, self.dialect.column_type(f.type)) for f in ep.fields]
@@ -276,11 +303,14 @@ class SqlDestination(ABC):
         )
 
     def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
+        ep = self.governed(ep)
         with self.stage(f"ogsync_batch_{ep.name}", batch) as staged:
             written = self.upserted(self.upsert_statement(ep, staged, batch), [synced_at, run_id])
-            if ep in DELETABLE:  # deletions that arrived before these records did
+            if ep.name in DELETABLE_NAMES:  # deletions that arrived before these records did
                 key = quote(ep.column_key)
                 self._apply_tombstones(ep, f"{key} IN (SELECT {key} FROM {staged})")
+            if ep.history:
+                sql_history.add_versions(self, ep, staged, synced_at, run_id)
             return written
 
     def _apply_tombstones(self, ep: Endpoint, where: str, params: Sequence[Any] = ()) -> int:
@@ -289,18 +319,19 @@ class SqlDestination(ABC):
         A row whose version is newer than the deletion stays live. Deletions of a parent
         (an order) cover its children (its items) through the cascade's linking column.
         """
+        ep = self.governed(ep)
         sql = self.table_sql(ep)
         upd = quote(sql.update_column) if sql.update_column else "NULL"
         links = [(ep, quote(ep.column_key))]
         links += [
             (event.endpoint, quote(column))
             for event in DELETION_EVENTS.values()
-            if event.cascade and event.cascade[0] == ep
+            if event.cascade and event.cascade[0].name == ep.name
             for column in [event.cascade[1]]
         ]
-        done = 0
+        gone: list[tuple[Any, ...]] = []
         for source, column in links:
-            done += len(
+            gone.extend(
                 self.execute(
                     f"UPDATE {sql.table} AS cur SET _deleted_at = d.deleted_at, "
                     f"_deleted_reason = d.reason FROM (SELECT record_id, max(deleted_at) AS "
@@ -313,7 +344,17 @@ class SqlDestination(ABC):
                     [source.name, *params],
                 )
             )
-        return done
+        self._redraw_history(ep, [k for (k,) in gone])
+        return len(gone)
+
+    def _redraw_history(self, ep: Endpoint, keys: Sequence[str]) -> None:
+        """Rows of these keys were soft-deleted: their last versions close."""
+        if not keys or not ep.history:
+            return
+        with self.stage(
+            f"ogsync_closed_{ep.name}", pa.table({"key": pa.array(keys, pa.string())})
+        ) as staged:
+            sql_history.redraw(self, ep, f"SELECT key FROM {staged}")
 
     def apply_events(self, events: Sequence[WebhookEvent]) -> ApplyResult:
         """Store webhook events and apply the deletions among them, in one transaction.
@@ -396,6 +437,7 @@ class SqlDestination(ABC):
     ) -> int:
         """Soft-delete the live rows whose key is `membership` ("IN"/"NOT IN") `keys`, and
         record a tombstone for each in `_ogsync_deletions`."""
+        ep = self.governed(ep)
         sql = self.table_sql(ep)
         key = quote(sql.key)
         staged_keys = pa.table({"key": keys})
@@ -411,6 +453,7 @@ class SqlDestination(ABC):
                 f"INSERT INTO {self.s}.{DELETIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
                 [(ep.name, k, now, reason, source, now) for (k,) in gone],
             )
+        self._redraw_history(ep, [k for (k,) in gone])
         return len(gone)
 
     def _save_state(self, ep: Endpoint, commit: Commit, now: datetime) -> None:
