@@ -86,6 +86,7 @@ def test_deleted_ids_are_gone_from_truth_and_listing(make_api):
         assert api.get("/__sim__/truth/nothing").status_code == 404
 
 
+@pytest.mark.slow
 def test_date_header_follows_the_simulated_clock(make_api):
     with make_api(seed=23, records=300, frozen_clock=True) as api:
         first = date_header(api)
@@ -115,6 +116,7 @@ def test_clock_can_be_set(make_api):
         assert bad.status_code == 400
 
 
+@pytest.mark.slow
 def test_freezing_and_thawing_the_clock_never_moves_it(make_api):
     with make_api(seed=23, records=300) as api:
         time.sleep(0.6)

@@ -143,6 +143,7 @@ def pg_schema(postgres_server: Any):
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@pytest.mark.slow
 def test_dag_runs_leave_each_merchants_warehouse_equal_to_the_truth(
     tmp_path, postgres_server, pg_schema
 ):

@@ -6,6 +6,7 @@ import signal
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sync_support import assert_equals_truth, query, run_sync, simulator
 from test_cli import SECRET_KEY, env_for
 
@@ -48,6 +49,7 @@ def test_a_monthly_backfill_equals_truth_and_hands_over_to_incremental_syncs(db)
         assert again["orders"] >= marks["orders"]
 
 
+@pytest.mark.slow
 def test_slow_pages_split_the_rest_of_their_window_and_the_result_still_equals_truth(db):
     with simulator(records=2000, seed=52, faults=Faults(latency_ms=40, latency_jitter=0)) as sim:
         spec = Backfill(HISTORY_START, size=WindowSize.MONTH, slow_page_seconds=0.02,
@@ -60,6 +62,7 @@ def test_slow_pages_split_the_rest_of_their_window_and_the_result_still_equals_t
         assert any(span < timedelta(days=27) for (span,) in spans)  # some months were split
 
 
+@pytest.mark.slow
 def test_a_backfill_killed_at_several_points_resumes_without_refetching_committed_windows(
     tmp_path,
 ):

@@ -118,6 +118,7 @@ def test_sync_logs_json_without_the_key_anywhere(api, tmp_path):
     assert SECRET_KEY not in str(dump)
 
 
+@pytest.mark.slow
 def test_a_second_sync_on_the_same_warehouse_exits_with_a_clear_message(api, tmp_path):
     db = tmp_path / "w.duckdb"
     # Slow on purpose (5 requests a second) so that the two runs overlap.
@@ -137,6 +138,7 @@ def test_a_second_sync_on_the_same_warehouse_exits_with_a_clear_message(api, tmp
     assert first.returncode == 0, err
 
 
+@pytest.mark.slow
 def test_a_sync_killed_between_batches_resumes_without_loss_or_duplicates(api, control, tmp_path):
     db = tmp_path / "w.duckdb"
     (tmp_path / "ogsync.toml").write_text("batch_records = 200\nrequests_per_minute = 100000\n")

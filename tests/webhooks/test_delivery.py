@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from webhook_support import SECRET, inbox_rows
 
 from ogsync.serving import stop_process
@@ -128,6 +129,7 @@ def spawn_receiver(port: int, inbox: Path, log: Path) -> subprocess.Popen[bytes]
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_delivery_loses_nothing(tmp_path):
     port = free_port()
     inbox, log = tmp_path / "inbox.sqlite", tmp_path / "receiver.log"
