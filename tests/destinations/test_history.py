@@ -4,7 +4,6 @@ warehouse of the contract suite."""
 from __future__ import annotations
 
 import itertools
-import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -12,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import orjson
 
 from ogsync.client import OrdergrooveClient, RateBudget, RetryPolicy
@@ -25,6 +23,7 @@ from ogsync.records import type_records
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
 from ogsync.sync import sync_with
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
+from ogsync.testing.sim_control import SimControl
 from ogsync.vocabulary import DeletionReason, RunKind
 from ogsync.webhooks.inbox import SQLiteInbox
 from ogsync.webhooks.receiver import receiver_in_thread
@@ -38,23 +37,10 @@ FAST_RETRY = RetryPolicy(max_attempts=12, base_seconds=0.005, cap_seconds=0.05)
 BEFORE_FALL_BACK = datetime(2025, 11, 2, 6, 10, tzinfo=UTC)
 
 
-def sim_get(sim: RunningSimulator, path: str) -> Any:
-    response = httpx.get(f"{sim.url}{path}", timeout=60)
-    response.raise_for_status()
-    return response.json()
-
-
 def advance(sim: RunningSimulator, minutes: float, changes: int) -> None:
-    httpx.post(
-        f"{sim.url}/__sim__/advance", json={"minutes": minutes, "changes": changes}, timeout=120
-    ).raise_for_status()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # the deletion webhooks reach the inbox
-        seen = sim_get(sim, "/__sim__/webhooks")
-        if seen["delivered"] + seen["gave_up"] >= seen["queued"] and not seen["pending"]:
-            return
-        time.sleep(0.05)
-    raise AssertionError("webhooks not delivered")
+    with SimControl(sim.url) as control:
+        control.advance(minutes, changes)
+        control.wait_for_deliveries()  # the deletion webhooks reach the inbox
 
 
 def run(sim: RunningSimulator, dest: Destination, inbox: SQLiteInbox, **options: Any) -> None:
@@ -73,13 +59,14 @@ def run(sim: RunningSimulator, dest: Destination, inbox: SQLiteInbox, **options:
 
 def seen(sim: RunningSimulator) -> dict[str, set[tuple[str, bytes]]]:
     """What a sync run now would see: each endpoint's current versions (key, content)."""
-    return {
-        ep.name: {
-            (str(r[ep.key]), orjson.dumps(r, option=orjson.OPT_SORT_KEYS))
-            for r in sim_get(sim, f"/__sim__/truth/{ep.name}")
+    with SimControl(sim.url) as control:
+        return {
+            ep.name: {
+                (str(r[ep.key]), orjson.dumps(r, option=orjson.OPT_SORT_KEYS))
+                for r in control.truth(ep)
+            }
+            for ep in ENDPOINTS
         }
-        for ep in ENDPOINTS
-    }
 
 
 @contextmanager
@@ -154,10 +141,9 @@ def assert_history_is_what_was_seen(
         }
         expected = set().union(*(snap[ep.name] for snap in snapshots))
         assert kept == expected, (ep.name, len(kept - expected), len(expected - kept))
-        real = {
-            (v["id"], orjson.dumps(v["record"], option=orjson.OPT_SORT_KEYS))
-            for v in sim_get(sim, f"/__sim__/versions/{ep.name}")
-        }
+        with SimControl(sim.url) as control:
+            versions = control.versions(ep)
+        real = {(v["id"], orjson.dumps(v["record"], option=orjson.OPT_SORT_KEYS)) for v in versions}
         assert kept <= real, f"{ep.name}: a version the API never had"
 
 

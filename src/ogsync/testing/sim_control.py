@@ -191,6 +191,11 @@ class SimControl:
         ep = BY_NAME[endpoint] if isinstance(endpoint, str) else endpoint
         return {str(r[ep.key]): r for r in self.truth(ep)}
 
+    def versions(self, endpoint: str | Endpoint) -> list[dict[str, Any]]:
+        """Every version each record has had since generation, oldest first per record:
+        `{"id", "record", "current"}`."""
+        return self._call("GET", f"/versions/{_name(endpoint)}")
+
     def deleted(self, endpoint: str | Endpoint) -> list[str]:
         """The keys of the records hard-deleted from an endpoint, oldest deletion first."""
         return self._call("GET", f"/deleted/{_name(endpoint)}")

@@ -26,6 +26,7 @@ import duckdb
 import httpx
 import orjson
 
+from ogsync.destinations.duckdb import file_url
 from ogsync.endpoints import select
 from ogsync.simulator.server import DEFAULT_API_KEY, free_port, simulator_process
 from ogsync.testing.cli import clean_env
@@ -138,7 +139,7 @@ def run_soak(
     started = time.monotonic()
     with simulator_process(sim_args, timeout=300) as api, SimControl(api.url) as control:
         env.update(OGSYNC_API_KEY=DEFAULT_API_KEY, OGSYNC_BASE_URL=api.url,
-                   OGSYNC_DESTINATION=f"duckdb:///{db}", OGSYNC_WEBHOOK_SECRET=SECRET,
+                   OGSYNC_DESTINATION=file_url(db), OGSYNC_WEBHOOK_SECRET=SECRET,
                    OGSYNC_WEBHOOK_INBOX=str(inbox))  # fmt: skip
         receive = ["webhooks", "serve", "--port", str(receiver_port), "--inbox", str(inbox)]
         children: list[subprocess.Popen] = []
