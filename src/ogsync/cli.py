@@ -540,6 +540,27 @@ class _QuietHeaders(CliReporter):
 
 
 @app.command()
+def rewrite(
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    config: ConfigOpt = None,
+    merchant: MerchantOpt = None,
+) -> None:
+    """Bring what the warehouse holds under the settings' field rules ([endpoints.*] exclude
+    and hash), after they changed: current and history tables, _raw, stored webhooks."""
+    chosen = _merchants(merchant, config, destination=destination, schema=schema)
+    configure_logging("text")
+
+    def rewrite_one(m: Merchant) -> int:
+        done = runner.rewrite(m)
+        for line in done or ["nothing to rewrite: the warehouse follows the settings' rules"]:
+            Console().print(line, highlight=False)
+        return EXIT_OK
+
+    raise _each(chosen, rewrite_one)
+
+
+@app.command()
 def check(
     env: EnvOpt = None,
     base_url: BaseUrlOpt = None,

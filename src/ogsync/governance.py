@@ -82,10 +82,13 @@ class Governance:
         rules = self.rules.get(ep.name, FieldRules())
         fields = tuple(
             Field(f.name, FieldType.TEXT) if f.name in rules.hash else f
-            for f in ep.fields
+            for f in BY_NAME.get(ep.name, ep).fields
             if f.name not in rules.exclude
         )
-        return replace(ep, fields=fields, history=ep.name in self.history)
+        plain = BY_NAME.get(ep.name, ep)
+        return replace(
+            ep, fields=fields, history=ep.name in self.history, rules=self.fingerprint(plain)
+        )
 
     def endpoints(self, eps: Iterable[Endpoint] = ENDPOINTS) -> tuple[Endpoint, ...]:
         return tuple(self.endpoint(ep) for ep in eps)
@@ -147,12 +150,23 @@ class Governance:
         """What the warehouse remembers of an endpoint's rules, to notice when they change:
         the rules, and a hash of the hash key (never the key)."""
         rules = self.rules.get(ep.name, FieldRules())
+        if not (rules.exclude or rules.hash):
+            return ""
         key = ""
         if rules.hash and self.hash_key:
             key = hmac.new(self.hash_key, b"ogsync key check", hashlib.sha256).hexdigest()[:16]
         return orjson.dumps(
             {"exclude": sorted(rules.exclude), "hash": sorted(rules.hash), "key": key}
         ).decode()
+
+    @staticmethod
+    def described(fingerprint: str) -> str:
+        """A fingerprint in words, for messages."""
+        if not fingerprint:
+            return "no fields left out or hashed"
+        rules = orjson.loads(fingerprint)
+        parts = [f"{kind} {', '.join(rules[kind])}" for kind in ("exclude", "hash") if rules[kind]]
+        return "; ".join(parts)
 
 
 # A webhook's object type -> the endpoint whose records it carries.

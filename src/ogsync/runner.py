@@ -218,6 +218,20 @@ def apply_webhooks(merchant: Merchant, inbox_path: Path | None = None) -> ApplyR
         warehouse.close()
 
 
+def rewrite(merchant: Merchant) -> list[str]:
+    """Bring what the merchant's warehouse holds under the settings' field rules (what is
+    left out or hashed); a line per endpoint rewritten."""
+    settings = merchant.settings
+    governance = settings.governance
+    warehouse = open_destination(
+        settings.destination, settings.schema, memory_limit=settings.duckdb_memory_limit
+    )
+    try:
+        return warehouse.rewrite(governance)
+    finally:
+        warehouse.close()
+
+
 @dataclass(frozen=True)
 class CheckResult:
     base_url: str

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ogsync.destinations.errors import AlreadyRunning, DestinationError
 from ogsync.endpoints import Endpoint
+from ogsync.governance import Governance
 from ogsync.plan import Checkpoint, EndpointState
 from ogsync.vocabulary import DeletionReason, RunKind, RunStatus
 
@@ -219,6 +220,12 @@ class Destination(WarehouseReader, Protocol):
     def idle(self) -> None:
         """Nothing waits to be written: a moment for housekeeping that would otherwise wait
         for the end of the run."""
+        ...
+
+    def rewrite(self, governance: Governance) -> list[str]:
+        """Bring every stored copy under these field rules (`prepare` refuses rules other than
+        those the warehouse was written with); what was done, a line per endpoint. Raises
+        DestinationError for what can't be done."""
         ...
 
 

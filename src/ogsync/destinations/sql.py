@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ogsync.deletions import DELETABLE, DELETION_EVENTS, UNSENT
-from ogsync.destinations import sql_history
+from ogsync.destinations import sql_history, sql_rules
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
     DELETIONS_TABLE,
@@ -42,6 +42,7 @@ from ogsync.destinations.base import (
     quote,
 )
 from ogsync.endpoints import Endpoint, FieldType
+from ogsync.governance import Governance
 from ogsync.plan import Checkpoint, EndpointState
 from ogsync.vocabulary import DeletionReason
 
@@ -138,6 +139,7 @@ class SqlDestination(ABC):
         endpoints = list(endpoints)
         self._prepared = {ep.name: ep for ep in endpoints}
         with self.transaction():
+            sql_rules.check_rules(self, endpoints)  # before anything is changed
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.s}")
             for ep in endpoints:
                 self._create_table(ep)
@@ -181,6 +183,8 @@ class SqlDestination(ABC):
                 f"object_type VARCHAR, object_id VARCHAR, payload {self.dialect.json}, "
                 "stored_at TIMESTAMPTZ)"
             )
+            sql_rules.create_rules_table(self)
+            sql_rules.record_rules(self, endpoints)
             for ep in endpoints:
                 if ep.history and sql_history.create_history(self, ep):
                     seeded = sql_history.seed(self, ep)
@@ -512,6 +516,15 @@ class SqlDestination(ABC):
     def log_run(self, run: RunLog) -> None:
         with self.transaction():
             self._upsert_run(run)
+
+    def rewrite(self, governance: Governance) -> list[str]:
+        return sql_rules.rewrite(self, governance)
+
+    def recreate(self, ep: Endpoint) -> None:
+        """The endpoint's tables, view and index as `prepare` makes them (after a rewrite)."""
+        self._create_table(ep)
+        if ep.history:
+            sql_history.create_history(self, ep)
 
     def unsent_keys(self, ep: Endpoint) -> set[str]:
         orders = f"{self.s}.orders"
