@@ -23,6 +23,12 @@ from ogsync.vocabulary import DeletionReason, RunKind
 from .history_support import ALL, CHICAGO, advance, merchant, run, seen
 
 ORDERS = ALL.endpoint(BY_NAME["orders"])
+# The README's query (history section).
+ACTIVE_ON = """SELECT public_id, customer, product, price, quantity, every, every_period
+    FROM {{s}}.subscriptions_history
+    WHERE _valid_from <= TIMESTAMPTZ '{moment}'
+      AND (_valid_to IS NULL OR _valid_to > TIMESTAMPTZ '{moment}')
+      AND live"""
 # 01:10 CDT on the day the clocks go back: an hour later the wall clock reads 01:10 again.
 BEFORE_FALL_BACK = datetime(2025, 11, 2, 6, 10, tzinfo=UTC)
 
@@ -94,12 +100,19 @@ def test_history_keeps_every_version_the_syncs_saw_once_on_one_timeline(wh, tmp_
         run(sim, wh.open_dest(), inbox)  # with the deletions the webhooks announced
         advance(sim, minutes=60, changes=250)  # 01:40 again, now CST: the repeated hour
         snapshots.append(seen(sim))
+        last = BEFORE_FALL_BACK + timedelta(minutes=90)
         run(sim, wh.open_dest(), inbox)
         run(sim, wh.open_dest(), inbox)  # nothing new: adds no version
         # A backfill of windows already read adds nothing either.
         start = BEFORE_FALL_BACK - timedelta(days=800)
         run(sim, wh.open_dest(), inbox, backfill=Backfill(start=start, size=WindowSize.YEAR))
         assert_history_is_what_was_seen(wh, sim, snapshots)
+        # The README's question, "active subscriptions on a date", answers what the API
+        # listed then. (Asked of a moment inside the repeated hour it can't: a version
+        # stamped 01:08 there may be either 01:08, and alone it reads as the first.)
+        rows = wh.rows(ACTIVE_ON.format(moment=last.isoformat()))
+        active = {k for k, body in snapshots[-1]["subscriptions"] if orjson.loads(body)["live"]}
+        assert {r["public_id"] for r in rows} == active
         orders = wh.rows(
             "SELECT _closed_reason AS why, count(*) AS n FROM {s}.orders_history "
             "WHERE _closed_reason IS NOT NULL GROUP BY 1"
