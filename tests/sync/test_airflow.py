@@ -184,12 +184,12 @@ def test_dag_runs_leave_each_merchants_warehouse_equal_to_the_truth(
                 for name in DEFAULT_SET:
                     (only,) = returned[f"sync[{name}]"]["endpoints"].items()
                     assert only[0] == name and only[1]["requests"] >= 1
-            return runs
             assert_equals_truth(shop, db, select(None))
             for ep in select(None):
                 live = live_keys(postgres_server.url, pg_schema, ep.name, ep.column_key)
                 truth = set(outlet_control.truth_by_key(ep))
                 assert live - set(outlet_control.deleted(ep)) == truth, ep.name
+            return runs
 
         first = run_and_check()
         synced = first["ogsync_shop"]["returned"]

@@ -277,17 +277,21 @@ class SqlDestination(ABC):
             with self.transaction():
                 self.record_rejected(rows, run_id, datetime.now(UTC))
 
-    def upsert_statement(self, ep: Endpoint, staged: str, batch: pa.Table) -> str:
-        """The newer-wins upsert of a staged batch. A batch whose keys repeat is first cut to
-        one copy a key (`TableSql.dedupe_order`); most batches' keys don't, and skip that."""
-        sql = self.table_sql(ep)
+    def typed_columns(self, ep: Endpoint) -> list[str]:
+        """The endpoint's columns as a staged batch gives them, JSON fields cast to JSON."""
         json_types = (FieldType.JSON, FieldType.JSON_TEXT)
-        selected = [
+        return [
             f"CAST({quote(f.column)} AS {self.dialect.json})"
             if f.type in json_types
             else quote(f.column)
             for f in ep.fields
         ]
+
+    def upsert_statement(self, ep: Endpoint, staged: str, batch: pa.Table) -> str:
+        """The newer-wins upsert of a staged batch. A batch whose keys repeat is first cut to
+        one copy a key (`TableSql.dedupe_order`); most batches' keys don't, and skip that."""
+        sql = self.table_sql(ep)
+        selected = self.typed_columns(ep)
         names = [quote(c) for c in sql.columns] + list(META_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in names)
         key = quote(sql.key)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ogsync.destinations.base import DELETIONS_TABLE, quote
-from ogsync.endpoints import Endpoint, FieldType
+from ogsync.endpoints import Endpoint
 
 if TYPE_CHECKING:
     from ogsync.destinations.sql import SqlDestination
@@ -61,16 +61,10 @@ def create_history(dest: SqlDestination, ep: Endpoint) -> bool:
 def _select_versions(
     dest: SqlDestination, ep: Endpoint, source: str, synced_at: str, run_id: str
 ) -> str:
-    """The typed columns and version columns of the rows of `source`, in `VERSION_NAMES`
-    order (the first parameter: the time of a version with no update time)."""
+    """The typed columns and version columns of the rows of `source`, in `_names` order (the
+    first parameter: the time of a version with no update time)."""
     sql = dest.table_sql(ep)
-    json_types = (FieldType.JSON, FieldType.JSON_TEXT)
-    columns = [
-        f"CAST({quote(f.column)} AS {dest.dialect.json})"
-        if f.type in json_types
-        else quote(f.column)
-        for f in ep.fields
-    ]
+    columns = dest.typed_columns(ep)
     upd = quote(sql.update_column) if sql.update_column else "NULL"
     return (
         f"SELECT {', '.join(columns)}, CAST(_raw AS {dest.dialect.json}) AS _raw, "

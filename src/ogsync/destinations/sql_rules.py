@@ -67,7 +67,10 @@ def check_rules(dest: SqlDestination, endpoints: Iterable[Endpoint]) -> None:
 
 def record_rules(dest: SqlDestination, endpoints: Iterable[Endpoint]) -> None:
     now = datetime.now(UTC)
+    stored = stored_rules(dest)
     for ep in endpoints:
+        if stored.get(ep.name) == ep.rules:
+            continue
         dest.execute(
             f"INSERT INTO {dest.s}.{RULES_TABLE} VALUES (?, ?, ?) ON CONFLICT (endpoint) "
             "DO UPDATE SET rules = excluded.rules, recorded_at = excluded.recorded_at",
