@@ -77,6 +77,8 @@ class Endpoint:
     # `rules` says which fields are left out or hashed, for the warehouse to remember.
     history: bool = False
     rules: str = ""
+    # What one record is, in a line (the data dictionary's description of its table).
+    description: str = ""
 
     @property
     def path(self) -> str:
@@ -113,6 +115,7 @@ def _frozen(mapping: Mapping[str, str] | None = None) -> Mapping[str, str]:
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         name="customers",
+        description="A customer of the merchant's subscription program.",
         key="merchant_user_id",
         fields=_fields(
             """
@@ -151,6 +154,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         name="subscriptions",
+        description="A subscription: a product a customer receives again and again, at a cadence.",
         key="public_id",
         fields=_fields(
             """
@@ -222,6 +226,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         name="orders",
+        description="An order: one shipment to a customer, with items of their subscriptions.",
         key="public_id",
         fields=_fields(
             """
@@ -268,6 +273,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         name="items",
+        description="An order item: one product line of an order, usually for one subscription.",
         key="public_id",
         fields=_fields(
             """
@@ -306,6 +312,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         name="addresses",
+        description="A customer's shipping or billing address.",
         key="public_id",
         fields=_fields(
             """
@@ -339,6 +346,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         name="payments",
+        description="A customer's payment method (a card or PayPal).",
         key="public_id",
         fields=_fields(
             """
@@ -367,6 +375,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         name="products",
+        description="A product of the merchant's catalogue.",
         key="external_product_id",
         fields=_fields(
             """
@@ -410,6 +419,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         name="offer_profiles",
+        description="An offer profile: a set of subscription offers and the coupons they give.",
         key="public_id",
         fields=_fields(
             """
@@ -436,6 +446,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         name="one_time_incentives",
+        description="A one-time incentive: a discount on one order, one item, or shipping.",
         key="public_id",
         fields=_fields(
             """

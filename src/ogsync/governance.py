@@ -160,6 +160,14 @@ class Governance:
         ).decode()
 
     @staticmethod
+    def rules_of(fingerprint: str) -> FieldRules:
+        """The fields a fingerprint leaves out and hashes."""
+        if not fingerprint:
+            return FieldRules()
+        rules = orjson.loads(fingerprint)
+        return FieldRules(frozenset(rules["exclude"]), frozenset(rules["hash"]))
+
+    @staticmethod
     def described(fingerprint: str) -> str:
         """A fingerprint in words, for messages."""
         if not fingerprint:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ogsync.deletions import DELETABLE, DELETION_EVENTS, UNSENT
-from ogsync.destinations import sql_history, sql_rules
+from ogsync.destinations import sql_dictionary, sql_history, sql_rules
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
     DELETIONS_TABLE,
@@ -41,7 +41,7 @@ from ogsync.destinations.base import (
     WriteResult,
     quote,
 )
-from ogsync.endpoints import Endpoint, FieldType
+from ogsync.endpoints import ENDPOINTS, Endpoint, FieldType
 from ogsync.governance import Governance
 from ogsync.plan import Checkpoint, EndpointState
 from ogsync.vocabulary import DeletionReason
@@ -57,6 +57,9 @@ class Dialect:
     param: str = "?"
     # A hash of a JSON value's content, the same for the text staged and the value stored.
     hash_template: str = "md5(CAST({} AS VARCHAR))"
+    # The warehouse keeps COMMENT ON tables, views and columns: `prepare` writes the data
+    # dictionary's descriptions there (ogsync.destinations.sql_dictionary).
+    comments: bool = False
 
     def column_type(self, kind: FieldType) -> str:
         return self.types[kind]
@@ -193,6 +196,8 @@ class SqlDestination(ABC):
                             "%s: history begins now, with its %d current rows; earlier "
                             "versions were never seen", ep.name, seeded,
                         )  # fmt: skip
+            sql_dictionary.create_codes(self)
+            sql_dictionary.comment(self, endpoints)
 
     def _columns(self, ep: Endpoint) -> list[tuple[str, str]]:
         fields = [(f.column, self.dialect.column_type(f.type)) for f in ep.fields]
@@ -215,10 +220,27 @@ class SqlDestination(ABC):
         for name, kind in self._columns(ep):  # fields added to the table since it was made
             if name not in existing:
                 self.execute(f"ALTER TABLE {sql.table} ADD COLUMN {quote(name)} {kind}")
-        self.execute(
-            f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + '_live')} AS "
-            f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
+        # Made again only when the table's columns changed: replacing a view drops its
+        # comments in some warehouses (DuckDB).
+        viewed = self.execute(
+            "SELECT column_name FROM information_schema.columns "
+            f"WHERE table_schema = ? AND table_name = ? {self.in_catalog}",
+            [self.schema, ep.name + "_live"],
         )
+        if {row[0] for row in viewed} != {name for name, _ in self._columns(ep)}:
+            self.execute(
+                f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + '_live')} AS "
+                f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
+            )
+
+    def stored_comments(self) -> dict[tuple[str, str | None], str] | None:
+        """The comments the schema holds, by (relation, column or None); None when the
+        warehouse can't tell, and every comment is written again."""
+        return None
+
+    def comment_statement(self, kind: str, name: str, text: str) -> str:
+        """Set the comment of a TABLE, VIEW or COLUMN (`name` as statements name it)."""
+        return f"COMMENT ON {kind} {name} IS {sql_dictionary.literal(text)}"
 
     def load_states(self) -> Mapping[str, EndpointState]:
         rows = self.execute(
@@ -522,7 +544,11 @@ class SqlDestination(ABC):
             self._upsert_run(run)
 
     def rewrite(self, governance: Governance) -> list[str]:
-        return sql_rules.rewrite(self, governance)
+        done = sql_rules.rewrite(self, governance)
+        if done:  # columns were dropped and made again, without their comments
+            with self.transaction():
+                sql_dictionary.comment(self, governance.endpoints(ENDPOINTS))
+        return done
 
     def recreate(self, ep: Endpoint) -> None:
         """The endpoint's tables, view and index as `prepare` makes them (after a rewrite)."""
