@@ -29,6 +29,7 @@ from ogsync.destinations.base import (
     Commit,
     Destination,
     DestinationError,
+    Rejected,
     RunLog,
 )
 from ogsync.destinations.postgres import PostgresDestination
@@ -642,6 +643,20 @@ def test_a_nul_character_does_not_stop_the_batch(wh):
     assert set(rows) == {"o-nul", "o-plain"}
     assert rows["o-plain"]["rejected_message"] == "plain"
     assert raw(rows["o-nul"])["public_id"] == "o-nul"
+
+
+def test_rejected_input_is_kept_whole_with_its_reason(wh):
+    dest = prepared(wh)
+    payload = '{"public_id": 5, "note": "50% off"}'
+    dest.reject([Rejected("orders", "5", "key is not text", payload)], "run-r")
+    (row,) = wh.rows("SELECT source, item_id, reason, payload, run_id FROM {s}._ogsync_rejected")
+    assert row == {
+        "source": "orders",
+        "item_id": "5",
+        "reason": "key is not text",
+        "payload": payload,
+        "run_id": "run-r",
+    }
 
 
 # -- 7. a real sync against the simulator -------------------------------------------------

@@ -286,11 +286,9 @@ class SqlDestination(ABC):
     def record_rejected(self, rows: Sequence[Rejected], run_id: str | None, at: datetime) -> None:
         """Keep input that could not be applied, in the caller's transaction."""
         if rows:
-            self.executemany(
-                self.q(
-                    f"INSERT INTO {self.s}.{REJECTED_TABLE} (source, item_id, reason, payload, "
-                    "run_id, rejected_at) VALUES (?, ?, ?, ?, ?, ?)"
-                ),
+            self.executemany(  # executemany puts `?` in the dialect's style itself
+                f"INSERT INTO {self.s}.{REJECTED_TABLE} (source, item_id, reason, payload, "
+                "run_id, rejected_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(r.source, r.item_id, r.reason, r.payload, run_id, at) for r in rows],
             )
 
