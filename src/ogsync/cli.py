@@ -560,6 +560,55 @@ def rewrite(
     raise _each(chosen, rewrite_one)
 
 
+class SchemaFormat(StrEnum):
+    TABLE = "table"
+    MARKDOWN = "markdown"
+    JSON = "json"
+
+
+@app.command()
+def schema(
+    table: str | None = typer.Argument(None, help="One table or view (default: all)."),
+    output: SchemaFormat = typer.Option(
+        SchemaFormat.TABLE, "--format", help="table (for a terminal), markdown or json."
+    ),
+    config: ConfigOpt = None,
+    merchant: MerchantOpt = None,
+) -> None:
+    """Print the data dictionary: every table ogsync writes and what each column means,
+    following the settings' history and field rules."""
+    import json
+
+    from ogsync import dictionary, schema_render
+    from ogsync.destinations import kind_of
+
+    chosen = _merchants(merchant, config, secrets=False)
+    try:
+        rules = chosen[0].settings.rules  # history and field rules are the file's, not a merchant's
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    # The webhook inbox is a table where a merchant's warehouse holds it.
+    inbox = any(kind_of(m.settings.destination).hosts_inbox for m in chosen)
+    docs = dictionary.tables(rules, inbox=inbox)
+    if table is not None:
+        try:
+            docs = [dictionary.table(table, rules)]
+        except KeyError:
+            raise fail(
+                f"no table {table!r}: ogsync writes {', '.join(d.name for d in docs)}"
+            ) from None
+    if output == SchemaFormat.JSON:
+        shown = [schema_render.as_json(d) for d in docs]
+        typer.echo(json.dumps(shown[0] if table is not None else shown, indent=2))
+    elif output == SchemaFormat.MARKDOWN:
+        typer.echo(schema_render.markdown(docs), nl=False)
+    else:
+        console = Console()
+        for rendered in schema_render.rich_tables(docs):
+            console.print(rendered)
+    raise typer.Exit(EXIT_OK)
+
+
 @app.command()
 def check(
     env: EnvOpt = None,
