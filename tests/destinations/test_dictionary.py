@@ -83,6 +83,14 @@ def test_every_table_and_column_of_a_synced_warehouse_is_described_and_commented
     assert "HMAC-SHA-256" in email.description and email.type == "text"
     status = stored[("orders", "status")]
     assert "1 = unsent" in status and "5 = success" in status
+    # The README's decoding join: every status the simulator serves is a documented code.
+    decoded = wh.rows(
+        "SELECT o.public_id, o.status, c.label AS status_label FROM {s}.orders AS o "
+        "LEFT JOIN {s}.codes AS c ON c.endpoint = 'orders' AND c.field = 'status' "
+        "AND c.code = CAST(o.status AS VARCHAR)"
+    )
+    assert decoded and all(r["status_label"] for r in decoded)
+    assert {r["status_label"] for r in decoded} >= {"unsent", "success"}
 
 
 def test_a_second_prepare_changes_no_comment(wh):
