@@ -95,6 +95,8 @@ KINDS: tuple[WarehouseKind, ...] = (
 )
 DEFAULT_URL = "duckdb:///ogsync.duckdb"
 EXAMPLES = " or ".join(kind.example for kind in KINDS)
+# Schemes people try that name no kind here, and what to tell them.
+UNSUPPORTED = {"md": "MotherDuck is not supported", "motherduck": "MotherDuck is not supported"}
 
 
 def kind_of(url: str) -> WarehouseKind:
@@ -102,7 +104,8 @@ def kind_of(url: str) -> WarehouseKind:
     for kind in KINDS:
         if scheme in kind.schemes:
             return kind
-    raise DestinationError(f"unsupported destination {scheme!r}: use {EXAMPLES}")
+    problem = UNSUPPORTED.get(scheme, f"unsupported destination {scheme!r}")
+    raise DestinationError(f"{problem}: use {EXAMPLES}")
 
 
 def open_destination(
