@@ -28,7 +28,13 @@ from ogsync.endpoints import select
 from ogsync.exit_codes import EXIT_CONFIG, EXIT_ENDPOINT_FAILED, EXIT_OK
 from ogsync.options import Backfill, SyncOptions
 from ogsync.outcome import Listener, SyncResult
-from ogsync.output import LogListener, ProgressListener, configure_logging, summary_table
+from ogsync.output import (
+    STDERR,
+    LogListener,
+    ProgressListener,
+    configure_logging,
+    summary_table,
+)
 from ogsync.plan import WindowSize
 from ogsync.runner import Merchant
 from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE
@@ -100,7 +106,7 @@ def _options(
 
 app.add_typer(simulator_app, name="simulator", rich_help_panel=TRY)
 
-err = Console(stderr=True)
+err = STDERR  # one Console for errors, progress bars and the log, so they never collide
 
 
 # Options most commands share.
@@ -157,7 +163,7 @@ class CliReporter(runner.Reporter):
 
     def __init__(self, log_format: LogFormat = LogFormat.TEXT) -> None:
         self.log_format = log_format
-        self.console = Console(stderr=True)
+        self.console = err
         self._progress: ProgressListener | None = None
 
     def merchant(self, merchant: Merchant) -> None:
