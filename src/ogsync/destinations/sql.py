@@ -43,6 +43,11 @@ from ogsync.endpoints import Endpoint, FieldType
 from ogsync.plan import Checkpoint, EndpointState
 from ogsync.vocabulary import DeletionReason
 
+# Each endpoint table has a view of its rows not soft-deleted: `<table>_current`, and until
+# ogsync 0.2 the same view under its old name, `<table>_live`.
+CURRENT_VIEW_SUFFIX = "_current"
+DEPRECATED_VIEW_SUFFIX = "_live"
+
 
 @dataclass(frozen=True)
 class Dialect:
@@ -184,9 +189,16 @@ class SqlDestination(ABC):
         for name, kind in self._columns(ep):  # fields added to the table since it was made
             if name not in existing:
                 self.execute(f"ALTER TABLE {sql.table} ADD COLUMN {quote(name)} {kind}")
+        # `<table>_current`: the rows not soft-deleted. Its old name, `<table>_live`, read as the
+        # API's own `live` field (an active subscription) and is kept one release as an alias.
+        for suffix in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX):
+            self.execute(
+                f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + suffix)} AS "
+                f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
+            )
         self.execute(
-            f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + '_live')} AS "
-            f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
+            f"COMMENT ON VIEW {self.s}.{quote(ep.name + DEPRECATED_VIEW_SUFFIX)} IS "
+            f"'Deprecated: use {ep.name}{CURRENT_VIEW_SUFFIX}. Removed in ogsync 0.2.'"
         )
 
     def load_states(self) -> Mapping[str, EndpointState]:
