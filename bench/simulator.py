@@ -39,6 +39,7 @@ import orjson
 from ogsync.endpoints import ENDPOINTS, Endpoint
 from ogsync.serving import stop_process, wait_until_answering
 from ogsync.simulator.server import DEFAULT_API_KEY, free_port
+from ogsync.testing.sim_control import SimControl, ready_url
 
 HOST = "127.0.0.1"
 PAGE_SIZE = 100
@@ -128,8 +129,8 @@ class Child:
         self.pid = self.proc.pid
 
     def wait_ready(self, timeout: float) -> float:
-        """Seconds from launch until /__sim__/clock answers."""
-        if not wait_until_answering(self.proc, f"{self.url}/__sim__/clock", timeout):
+        """Seconds from launch until its controls answer."""
+        if not wait_until_answering(self.proc, ready_url(self.url), timeout):
             raise RuntimeError(f"the simulator exited with status {self.proc.returncode}")
         return time.monotonic() - self.started
 
@@ -408,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         db_bytes = database_bytes(child.pid)
         load = run_load(child.url, child.pid, args.seconds, args.warmup, args.concurrency)
         mem_load = proc_memory(child.pid)
-        with httpx.Client(timeout=5) as c:
-            stats = c.get(f"{child.url}/__sim__/stats").json()
+        with SimControl(child.url, timeout=5) as control:
+            stats = control.stats()
     finally:
         if child is not None:
             child.stop()

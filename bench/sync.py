@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 import duckdb
-import httpx
 import psycopg
 
 from ogsync.endpoints import ENDPOINTS
 from ogsync.simulator.server import simulator_process
 from ogsync.testing.cli import clean_env
 from ogsync.testing.postgres import throwaway_postgres
+from ogsync.testing.sim_control import SimControl
 
 WORKERS = 5
 
@@ -128,7 +128,7 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
     )
     # A frozen clock, moved on by hand: the hours before each run are quiet, so the second run
     # measures what a run with no changes costs (the overlap finds nothing to re-read).
-    quiet = {"minutes": 120, "changes": 0}
+    quiet_minutes = 120
     sim_args = [
         "--frozen-clock",
         "--records",
@@ -143,22 +143,22 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
         "0",
     ]
     started = time.perf_counter()
-    with simulator_process(sim_args, timeout=300) as sim:
+    with simulator_process(sim_args, timeout=300) as sim, SimControl(sim.url) as control:
         ready = time.perf_counter() - started
         env = clean_env()
         env.update(
             OGSYNC_API_KEY=sim.api_key, OGSYNC_BASE_URL=sim.url, OGSYNC_DESTINATION=destination
         )
-        httpx.post(f"{sim.url}/__sim__/advance", json=quiet).raise_for_status()
+        control.advance(minutes=quiet_minutes)
         first: tuple[str, ...] = ("sync",)
         if args.backfill_window:
             first = ("backfill", "--start", "2020-01-01", "--window", args.backfill_window)
         wall, peak, code = run_sync(env, workdir, first)
-        served = httpx.get(f"{sim.url}/__sim__/stats").json()
+        served = control.stats()
         before = served["requests"]
-        httpx.post(f"{sim.url}/__sim__/advance", json=quiet).raise_for_status()
+        control.advance(minutes=quiet_minutes)
         inc_wall, inc_peak, inc_code = run_sync(env, workdir)
-        after = httpx.get(f"{sim.url}/__sim__/stats").json()["requests"]
+        after = control.stats()["requests"]
 
     records = pages = 0
     per_endpoint: dict[str, int] = {}

@@ -12,16 +12,19 @@ import pytest
 
 from ogsync.endpoints import BY_NAME, Endpoint
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
+from ogsync.testing.sim_control import SimControl
 
 # A fixed simulated start, so that a seed always gives the same records.
 START = datetime(2025, 3, 14, 17, 0, 0, tzinfo=UTC)
 CURSOR = {"X-OG-API-VERSION": "2"}
 
 
-class Api:
-    """A client for one running simulator, with the walks and `/__sim__/` calls tests need."""
+class Api(SimControl):
+    """A client for one running simulator: the walks tests need, and its controls (`truth`,
+    `advance`, `stats`, ...) from `SimControl`."""
 
     def __init__(self, running: RunningSimulator) -> None:
+        super().__init__(running.url)
         self.url = running.url
         self.api_key = running.api_key
         self.sim = running.sim
@@ -31,6 +34,7 @@ class Api:
 
     def close(self) -> None:
         self.client.close()
+        super().close()
 
     def get(self, path: str, params: dict[str, Any] | None = None, **kw: Any) -> httpx.Response:
         return self.client.get(path, params=params, **kw)
@@ -61,26 +65,6 @@ class Api:
     def walk(self, ep: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         params = {"page_size": 100, **(params or {})}
         return [r for body in self.pages(ep, params) for r in body["results"]]
-
-    def truth(self, ep: str) -> list[dict[str, Any]]:
-        response = self.client.get(f"/__sim__/truth/{ep}")
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def deleted(self, ep: str) -> list[str]:
-        response = self.client.get(f"/__sim__/deleted/{ep}")
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def advance(self, minutes: float = 0, changes: int = 0) -> dict[str, Any]:
-        response = self.client.post(
-            "/__sim__/advance", json={"minutes": minutes, "changes": changes}
-        )
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def stats(self) -> dict[str, Any]:
-        return self.client.get("/__sim__/stats").json()
 
     @staticmethod
     def ids(ep: str | Endpoint, records: list[dict[str, Any]]) -> list[str]:

@@ -125,7 +125,8 @@ def test_the_quick_start_runs_as_written(tmp_path):
 def env_vars_in_code() -> set[str]:
     found: set[str] = set()
     for path in SRC.rglob("*.py"):
-        if "testing" not in path.parts:
+        # ogsync init's template only names variables (its own test holds it to the code).
+        if "testing" not in path.parts and path.name != "settings_file.py":
             found |= set(re.findall(r"\bOGSYNC_[A-Z][A-Z_]*[A-Z]\b", path.read_text()))
     return found
 

@@ -3,9 +3,12 @@ changes, then the warehouse must equal the API exactly (ogsync.testing.soak chec
 
 from __future__ import annotations
 
+import pytest
+
 from ogsync.testing.soak import run_soak
 
 
+@pytest.mark.slow
 def test_five_kills_under_faults_and_changes_end_equal_to_the_truth(tmp_path):
     report = run_soak(kills=5, records=3000, seed=11, workdir=tmp_path, kill_after=(0.3, 1.5))
     assert report.killed + report.finished == 5

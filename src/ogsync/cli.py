@@ -40,23 +40,23 @@ from ogsync.runner import Merchant
 from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE
 from ogsync.simulator.cli import simulator_app
 
-# What `ogsync --help` shows: written for someone meeting ogsync for the first time. Rich
-# keeps line breaks as they are, so each paragraph is one line here.
+# What `ogsync --help` shows: written for someone meeting ogsync for the first time. Help is
+# Markdown (paragraphs reflow to the terminal's width; brackets in text stay as written).
 HELP = "\n\n".join(
     [
         "Keep a data warehouse in step with a merchant's Ordergroove subscription data.",
         "ogsync copies Ordergroove's customers, subscriptions, orders, items, addresses and "
         "more into DuckDB (a local file, the default) or PostgreSQL. The first sync loads "
         "everything, later ones only what changed; deletions arrive by Ordergroove's webhooks.",
-        "[bold]First steps[/]",
+        "**First steps**",
         "\n".join(
             [
-                "  [cyan]ogsync demo[/]                see it work on a simulated merchant",
-                "  [cyan]ogsync init[/]                write ogsync.toml, every setting explained",
-                "  [cyan]export OGSYNC_API_KEY=...[/]  a key with Bulk Operations permission",
-                "  [cyan]ogsync check[/]               does the API accept the key?",
-                "  [cyan]ogsync sync[/]                bring the warehouse up to date",
-                "  [cyan]ogsync status[/]              how far behind each endpoint is",
+                "    ogsync demo                see it work on a simulated merchant",
+                "    ogsync init                write ogsync.toml, every setting explained",
+                "    export OGSYNC_API_KEY=...  a key with Bulk Operations permission",
+                "    ogsync check               does the API accept the key?",
+                "    ogsync sync                bring the warehouse up to date",
+                "    ogsync status              how far behind each endpoint is",
             ]
         ),
         "Flags beat environment variables (OGSYNC_...), which beat ogsync.toml. Exit codes: "
@@ -68,7 +68,7 @@ HELP = "\n\n".join(
 START, RUN, TRY = "Start here", "Keep it running", "Try it without an account"
 # The order commands are listed in: as a newcomer meets them (others come last).
 ORDER = ("init", "check", "sync", "status", "backfill", "reconcile", "schedule", "webhooks",
-         "demo", "simulator")  # fmt: skip
+         "rewrite", "demo", "simulator")  # fmt: skip
 
 
 class _InOrder(TyperGroup):
@@ -83,7 +83,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     help=HELP,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
 )
@@ -276,6 +276,10 @@ def webhooks_serve(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     secrets = chosen.settings.webhook_secrets
+    try:
+        governance = chosen.settings.governance
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     if not secrets:
         raise fail("no webhook secret: set OGSYNC_WEBHOOK_SECRET (the verification key)")
     configure_logging("text")
@@ -286,8 +290,9 @@ def webhooks_serve(
     types = {t.strip() for t in event_types.split(",") if t.strip()}
     err.print(f"ogsync webhooks: listening on http://{host}:{port}/webhooks/ordergroove")
     serve_webhooks(
-        opened, secrets, host, port, max_age_seconds=max_age_seconds, accepted_types=types
-    )
+        opened, secrets, host, port, max_age_seconds=max_age_seconds, accepted_types=types,
+        governance=governance,
+    )  # fmt: skip
 
 
 @webhooks_app.command("apply")
@@ -509,7 +514,10 @@ def _webhook_receiver(settings: Settings, host: str, port: int) -> Iterator[None
     keys = settings.webhook_secrets
     if not keys:
         raise fail("no webhook secret: set OGSYNC_WEBHOOK_SECRET (the verification key)")
-    with open_inbox(settings) as inbox, receiver_in_thread(inbox, keys, host, port) as running:
+    with (
+        open_inbox(settings) as inbox,
+        receiver_in_thread(inbox, keys, host, port, governance=settings.governance) as running,
+    ):
         err.print(f"ogsync webhooks: listening on {running.url}/webhooks/ordergroove")
         yield
 
@@ -606,6 +614,30 @@ class _QuietHeaders(CliReporter):
 
     def merchant(self, merchant: Merchant) -> None:
         return
+
+
+@app.command(rich_help_panel=RUN)
+def rewrite(
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    config: ConfigOpt = None,
+    merchant: MerchantOpt = None,
+) -> None:
+    """Bring what the warehouse holds under the settings' field rules, after they changed.
+
+    The rules are the `[endpoints.NAME]` tables' exclude and hash lists; rewritten are the
+    current and history tables, _raw and the stored webhooks.
+    """
+    chosen = _merchants(merchant, config, destination=destination, schema=schema)
+    configure_logging("text")
+
+    def rewrite_one(m: Merchant) -> int:
+        done = runner.rewrite(m)
+        for line in done or ["nothing to rewrite: the warehouse follows the settings' rules"]:
+            Console().print(line, highlight=False)
+        return EXIT_OK
+
+    raise _each(chosen, rewrite_one)
 
 
 @app.command(rich_help_panel=START)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from math import isfinite
 from pathlib import Path
@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from ogsync.apitime import DEFAULT_API_TIMEZONE, zone
 from ogsync.destinations.registry import DEFAULT_URL
+from ogsync.governance import FieldRules, Governance, GovernanceError, history_endpoints
 from ogsync.plain_http import insecure_reason
 from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE, validate_cron
 
@@ -66,6 +67,12 @@ class Settings:
     max_page_bytes: int = 64 * 2**20
     max_record_bytes: int = 4 * 2**20
     max_pages: int = 1_000_000
+    # Endpoints whose every version is kept in `<table>_history`: default, all, none, or names.
+    history: str = "default"
+    # The key of hashed fields (HMAC-SHA-256), from the variable `hash_key_env` names.
+    hash_key: str | None = None
+    # `[endpoints.<name>]` exclude/hash lists, by endpoint (ogsync.governance).
+    endpoint_rules: Mapping[str, FieldRules] = field(default_factory=dict)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -74,6 +81,18 @@ class Settings:
     @property
     def overlap(self) -> timedelta:
         return timedelta(minutes=self.overlap_minutes)
+
+    @property
+    def governance(self) -> Governance:
+        """What is kept of each endpoint, checked for writing (a field to hash has its key)."""
+        try:
+            return self._rules().require_key()
+        except GovernanceError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def _rules(self) -> Governance:
+        key = self.hash_key.encode() if self.hash_key else None
+        return Governance(history_endpoints(self.history), self.endpoint_rules, key)
 
     @property
     def webhook_secrets(self) -> list[str]:
@@ -107,13 +126,16 @@ ENV_VARS = {
     "OGSYNC_ALLOW_INSECURE_HTTP": "allow_insecure_http",
     "OGSYNC_CLOCK_TOLERANCE_MINUTES": "clock_tolerance_minutes",
     "OGSYNC_ON_CLOCK_SKEW": "on_clock_skew",
+    "OGSYNC_HISTORY": "history",
 }
-SECRETS = {"api_key", "webhook_secret"}
-FILE_KEYS = {f.name for f in fields(Settings)} - SECRETS | {
+SECRETS = {"api_key", "webhook_secret", "hash_key"}
+FILE_KEYS = {f.name for f in fields(Settings)} - SECRETS - {"endpoint_rules"} | {
     "env",
     "api_key_env",
     "webhook_secret_env",
+    "hash_key_env",
     "merchants",
+    "endpoints",
 }
 # What a `[merchants.NAME]` table may set: who the merchant is and where its data goes.
 MERCHANT_KEYS = {
@@ -161,7 +183,32 @@ def _read_file(path: Path) -> dict[str, Any]:
             )
         if "api_key_env" not in merchant:
             raise ConfigError(f"{path}: merchant {name} needs api_key_env (a variable's name)")
-    return dict(section)
+    section = dict(section)
+    if "endpoints" in section:
+        section["endpoint_rules"] = _endpoint_rules(path, section.pop("endpoints"))
+    return section
+
+
+def _endpoint_rules(path: Path, tables: Any) -> dict[str, FieldRules]:
+    """`[endpoints.<name>]` tables: `exclude` and `hash`, lists of field names."""
+    if not isinstance(tables, dict) or not all(isinstance(t, dict) for t in tables.values()):
+        raise ConfigError(f"{path}: endpoints must be tables, e.g. [endpoints.customers]")
+    rules = {}
+    for name, table in tables.items():
+        unknown = set(table) - {"exclude", "hash"}
+        if unknown:
+            raise ConfigError(
+                f"{path}: [endpoints.{name}] knows exclude and hash, "
+                f"not {', '.join(sorted(unknown))}"
+            )
+        lists = {}
+        for kind in ("exclude", "hash"):
+            value = table.get(kind, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{path}: [endpoints.{name}] {kind} must be a list of names")
+            lists[kind] = frozenset(value)
+        rules[name] = FieldRules(lists["exclude"], lists["hash"])
+    return rules
 
 
 def _config_path(config_path: Path | None, environ: Mapping[str, str]) -> Path | None:
@@ -206,7 +253,7 @@ def load_settings(
             raise ConfigError(f"unknown merchant {merchant!r}: the settings file lists {listed}")
         own = dict(merchants[merchant])
     for source in (merged, own):
-        for var in ("api_key_env", "webhook_secret_env"):
+        for var in ("api_key_env", "webhook_secret_env", "hash_key_env"):
             name = source.pop(var, None)
             if name is not None and secrets:
                 if name not in environ:
@@ -260,6 +307,9 @@ def _validated(values: dict[str, Any]) -> Settings:
     typed: dict[str, Any] = {}
     for name, value in values.items():
         kind = kinds[name]
+        if name == "endpoint_rules":
+            typed[name] = value
+            continue
         try:
             if kind == "int":
                 typed[name] = int(value)
@@ -296,6 +346,10 @@ def _validated(values: dict[str, Any]) -> Settings:
         zone(settings.schedule_timezone)
     except ValueError as exc:
         raise ConfigError(f"schedule: {exc}") from None
+    try:
+        settings._rules()  # names and fields; the hash key is checked where it is needed
+    except GovernanceError as exc:
+        raise ConfigError(str(exc)) from None
     if not settings.schema.replace("_", "").isalnum():
         raise ConfigError(f"schema {settings.schema!r}: use letters, digits and underscores")
     return settings

@@ -80,6 +80,7 @@ class BatchBuilder:
         self.ep, self.tz, self.report = ep, ctx.tz, report
         self.batch_records = ctx.options.batch_records
         self.max_record_bytes = ctx.options.max_record_bytes
+        self.governance = ctx.options.governance
         self.fetched = 0  # records fetched in this window so far
         self._parsed: list[Any] = []
         self._typed: list[pa.Table] = []
@@ -87,6 +88,8 @@ class BatchBuilder:
         self._rejected: list[Rejected] = []  # records of the coming batch set aside
 
     def add(self, records: Sequence[Any], done: bool) -> None:
+        if self.governance.changes_records:  # before anything of them is kept anywhere
+            records = [self.governance.record(self.ep.name, r) for r in records]
         self._parsed.extend(records)
         self.fetched += len(records)
         if len(self._parsed) >= min(TYPE_EVERY, self.batch_records) or (done and self._parsed):

@@ -61,6 +61,10 @@ class Endpoint:
     equality_filters: Mapping[str, str] = field(default_factory=dict)
     # Parameters a sync always sends so that the API returns every record, not a default subset.
     list_params: Mapping[str, str] = field(default_factory=dict)
+    # Set by the settings (ogsync.governance): every version is kept in `<name>_history`;
+    # `rules` says which fields are left out or hashed, for the warehouse to remember.
+    history: bool = False
+    rules: str = ""
 
     @property
     def path(self) -> str:

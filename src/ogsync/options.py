@@ -11,6 +11,7 @@ from typing import Any
 from ogsync.clock import DEFAULT_TOLERANCE, OnSkew
 from ogsync.config import Settings
 from ogsync.endpoints import Endpoint
+from ogsync.governance import NONE, Governance
 from ogsync.plan import DEFAULT_OVERLAP, WindowSize
 
 
@@ -33,8 +34,12 @@ class SyncOptions:
     clock_tolerance: timedelta = DEFAULT_TOLERANCE
     on_clock_skew: OnSkew = OnSkew.FAIL
     max_record_bytes: int | None = None  # a larger record is set aside, not loaded
+    # What is kept of each endpoint: history, excluded and hashed fields.
+    governance: Governance = NONE
 
     def __post_init__(self) -> None:
+        # The endpoints as the warehouse keeps them, whoever made these options.
+        object.__setattr__(self, "endpoints", self.governance.endpoints(self.endpoints))
         if self.reconcile and not self.exclusive:
             raise ValueError("reconcile needs the whole warehouse: run it on its own")
         if not self.endpoints and not self.reconcile:
@@ -57,6 +62,7 @@ class SyncOptions:
             clock_tolerance=timedelta(minutes=settings.clock_tolerance_minutes),
             on_clock_skew=OnSkew(settings.on_clock_skew),
             max_record_bytes=settings.max_record_bytes,
+            governance=settings.governance,
             **chosen,
         )
 

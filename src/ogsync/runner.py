@@ -206,13 +206,28 @@ def apply_webhooks(merchant: Merchant, inbox_path: Path | None = None) -> ApplyR
             inbox = open_inbox(settings, inbox_path) if inbox_path else inbox_for_sync(settings)
         except Exception as exc:
             raise InboxUnavailable(f"cannot open the webhook inbox: {exc}") from None
-        warehouse.prepare(ENDPOINTS)
+        governance = settings.governance
+        warehouse.prepare(governance.endpoints(ENDPOINTS))
         if inbox is None:
             return ApplyResult()
         try:
-            return apply_inbox(inbox, warehouse)
+            return apply_inbox(inbox, warehouse, governance)
         finally:
             inbox.close()
+    finally:
+        warehouse.close()
+
+
+def rewrite(merchant: Merchant) -> list[str]:
+    """Bring what the merchant's warehouse holds under the settings' field rules (what is
+    left out or hashed); a line per endpoint rewritten."""
+    settings = merchant.settings
+    governance = settings.governance
+    warehouse = open_destination(
+        settings.destination, settings.schema, memory_limit=settings.duckdb_memory_limit
+    )
+    try:
+        return warehouse.rewrite(governance)
     finally:
         warehouse.close()
 

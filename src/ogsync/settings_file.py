@@ -121,6 +121,24 @@ TEMPLATE = """\
 # receiver's inbox, OGSYNC_WEBHOOK_INBOX or --inbox (default: the warehouse when it is
 # PostgreSQL, else ogsync-inbox.sqlite in the current folder).
 
+# -- History and personal data -----------------------------------------------------------
+
+# Endpoints whose every version is kept in <table>_history, to ask what was true on a date:
+# "default" (subscriptions, customers, addresses, orders and items), "all", "none", or names
+# such as "subscriptions,orders" (env OGSYNC_HISTORY).
+# history = "default"
+
+# The environment variable holding the key hashed fields are hashed with (HMAC-SHA-256),
+# needed once a field is hashed. The key itself is never written here.
+# hash_key_env = "OGSYNC_HASH_KEY"
+
+# Per endpoint, fields kept out of the warehouse (exclude: no column, gone from _raw) or
+# stored hashed (hash). After changing them, `ogsync rewrite` brings the warehouse in line.
+#
+# [endpoints.customers]
+# exclude = ["phone_number"]
+# hash = ["email"]
+
 # -- Several merchants --------------------------------------------------------------------
 # A merchant group or a brand with several stores lists each in a table of its own.
 # `ogsync sync` then syncs each in turn into its own schema; `--merchant NAME` syncs one.

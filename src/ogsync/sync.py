@@ -82,7 +82,8 @@ class SyncEngine:
 
     def run(self) -> SyncResult:
         """Sync every chosen endpoint; raises AuthError if the key is refused up front."""
-        self.destination.prepare(ENDPOINTS)  # every table exists, synced or not yet
+        # Every table exists, synced or not yet.
+        self.destination.prepare(self.options.governance.endpoints(ENDPOINTS))
         clock = self._clock()
         plans = self._plans(clock.at)
         self.listener.planned(plans, clock.at, clock.source.value)
@@ -197,8 +198,8 @@ def sync_with(
     then the endpoints, then reconcile (when asked)."""
     webhooks = None
     if inbox is not None:
-        destination.prepare(ENDPOINTS)
-        webhooks = apply_inbox(inbox, destination)
+        destination.prepare(options.governance.endpoints(ENDPOINTS))
+        webhooks = apply_inbox(inbox, destination, options.governance)
     engine = SyncEngine(client, destination, api_tz, options, listener, stop)
     result = engine.run()
     result.webhooks = webhooks

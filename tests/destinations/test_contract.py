@@ -19,7 +19,6 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
 import orjson
 import pyarrow as pa
 import pytest
@@ -39,6 +38,7 @@ from ogsync.records import type_records
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
 from ogsync.sync import Listener, SyncEngine, SyncOptions
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
+from ogsync.testing.sim_control import SimControl
 
 CHICAGO = ZoneInfo("America/Chicago")
 SIM_START = datetime(2025, 3, 14, 17, 0, 0, tzinfo=UTC)
@@ -671,43 +671,35 @@ def sync(
         return SyncEngine(client, dest, CHICAGO, opts, listener).run()
 
 
-def sim_get(sim: RunningSimulator, path: str) -> Any:
-    response = httpx.get(f"{sim.url}{path}", timeout=60)
-    response.raise_for_status()
-    return response.json()
-
-
 def assert_equals_truth(sim: RunningSimulator, wh: Any) -> int:
     """Every live row is the API's current record, version for version."""
     total = 0
-    for ep in ENDPOINTS:
-        truth = {str(r[ep.key]): r for r in sim_get(sim, f"/__sim__/truth/{ep.name}")}
-        gone = set(sim_get(sim, f"/__sim__/deleted/{ep.name}"))
-        live = wh.table(ep.name, "_deleted_at IS NULL")
-        if ep.name in ("orders", "items"):
-            live = {k: v for k, v in live.items() if k not in gone}  # webhooks' job
-        else:
-            assert not gone & set(live), f"{ep.name}: deleted records still live"
-        missing, extra = set(truth) - set(live), set(live) - set(truth)
-        assert not missing, f"{ep.name}: {len(missing)} missing, e.g. {sorted(missing)[:3]}"
-        assert not extra, f"{ep.name}: {len(extra)} unexpected, e.g. {sorted(extra)[:3]}"
-        stale = [k for k, row in live.items() if raw(row) != truth[k]]
-        assert not stale, f"{ep.name}: {len(stale)} stale versions, e.g. {stale[:3]}"
-        total += len(truth)
+    with SimControl(sim.url) as control:
+        for ep in ENDPOINTS:
+            truth = control.truth_by_key(ep)
+            gone = set(control.deleted(ep))
+            live = wh.table(ep.name, "_deleted_at IS NULL")
+            if ep.name in ("orders", "items"):
+                live = {k: v for k, v in live.items() if k not in gone}  # webhooks' job
+            else:
+                assert not gone & set(live), f"{ep.name}: deleted records still live"
+            missing, extra = set(truth) - set(live), set(live) - set(truth)
+            assert not missing, f"{ep.name}: {len(missing)} missing, e.g. {sorted(missing)[:3]}"
+            assert not extra, f"{ep.name}: {len(extra)} unexpected, e.g. {sorted(extra)[:3]}"
+            stale = [k for k, row in live.items() if raw(row) != truth[k]]
+            assert not stale, f"{ep.name}: {len(stale)} stale versions, e.g. {stale[:3]}"
+            total += len(truth)
     return total
 
 
 def test_full_then_incremental_sync_equals_the_simulators_truth(wh):
-    with simulator(records=1500, seed=21) as sim:
+    with simulator(records=1500, seed=21) as sim, SimControl(sim.url) as control:
         first = sync(sim, wh.open_dest())
         assert first.exit_code == 0, [(o.endpoint, o.run.error) for o in first.outcomes]
         assert assert_equals_truth(sim, wh) >= 1400
         assert wh.count("_ogsync_runs", "status = 'success'") == len(ENDPOINTS)
 
-        response = httpx.post(
-            f"{sim.url}/__sim__/advance", json={"minutes": 45, "changes": 200}, timeout=120
-        )
-        response.raise_for_status()
+        control.advance(minutes=45, changes=200)
         # Cards are rarely spare at this size; remove three from the API outright (no webhook).
         removed = sorted(wh.table("payments"))[:3]
         assert sim.sim is not None
@@ -716,7 +708,7 @@ def test_full_then_incremental_sync_equals_the_simulators_truth(wh):
         assert second.exit_code == 0, [(o.endpoint, o.run.error) for o in second.outcomes]
         assert {o.endpoint: o.mode for o in second.outcomes}["orders"] == "incremental"
         assert_equals_truth(sim, wh)
-        gone = set(sim_get(sim, "/__sim__/deleted/payments"))
+        gone = set(control.deleted("payments"))
         assert gone >= set(removed)
         deleted = wh.table("payments", "_deleted_at IS NOT NULL")
         assert gone <= set(deleted)

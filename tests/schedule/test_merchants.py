@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import duckdb
-import httpx
 
 from ogsync.endpoints import select
 from ogsync.simulator.server import simulator_process
 from ogsync.testing.cli import clean_env
+from ogsync.testing.sim_control import SimControl
 
 
 def ogsync(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
@@ -42,10 +42,10 @@ def test_two_merchants_sync_into_separate_schemas_with_separate_state(tmp_path):
         both = ogsync("sync", env=env, cwd=tmp_path)
         assert both.returncode == 0, both.stderr
         for schema, api in (("alpha", alpha), ("beta", beta)):
-            for ep in select(None):
-                truth = {str(r[ep.key]) for r in
-                         httpx.get(f"{api.url}/__sim__/truth/{ep.name}").json()}  # fmt: skip
-                assert live_keys(db, schema, ep.name, ep.column_key) == truth, (schema, ep.name)
+            with SimControl(api.url) as control:
+                for ep in select(None):
+                    truth = set(control.truth_by_key(ep))
+                    assert live_keys(db, schema, ep.name, ep.column_key) == truth, (schema, ep.name)
         only = ogsync("sync", "--merchant", "beta", env=env, cwd=tmp_path)
         assert only.returncode == 0, only.stderr
         with duckdb.connect(str(db), read_only=True) as conn:

@@ -36,6 +36,7 @@ def test_a_bad_cron_expression_is_refused_with_a_clear_message(bad):
         validate_cron(bad)
 
 
+@pytest.mark.slow
 def test_it_fires_on_a_short_cron_and_skips_ticks_while_a_run_goes_on():
     runs: list[float] = []
 
@@ -57,6 +58,7 @@ def test_it_fires_on_a_short_cron_and_skips_ticks_while_a_run_goes_on():
     assert all(b - a >= 2 for a, b in pairwise(runs))  # never overlapping
 
 
+@pytest.mark.slow
 def test_a_failing_run_is_counted_and_the_scheduler_keeps_going():
     stop = threading.Event()
     calls = []
@@ -70,6 +72,7 @@ def test_a_failing_run_is_counted_and_the_scheduler_keeps_going():
     assert tally.runs == 2 and tally.failed == 2 and len(calls) == 2
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_scheduler_cleanly_with_committed_data(tmp_path):
     args = ["--records", "3000", "--latency-ms", "20"]
     with simulator_process(args) as api:

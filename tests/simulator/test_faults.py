@@ -57,7 +57,7 @@ def test_dropped_connection_fails_the_read(make_api):
         with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
             api.list("orders")
         # The server keeps serving afterwards.
-        api.client.post("/__sim__/faults", json={"rate_drop": 0.0})
+        api.set_faults(rate_drop=0.0)
         assert api.list("orders").status_code == 200
 
 
@@ -81,19 +81,17 @@ def test_limit_per_minute(make_api):
         assert throttled.status_code == 429
         assert api.stats()["faults"] == {"rate_limit": 1}
         # The controls are not limited.
-        assert api.get("/__sim__/clock").status_code == 200
+        api.clock()  # raises unless it answers 2xx
 
 
 def test_faults_switch_off_and_on_at_runtime(make_api):
     with make_api(seed=47, records=200, faults=Faults(rate_5xx=1.0)) as api:
         assert api.list("orders").status_code >= 500
-        response = api.client.post("/__sim__/faults", json={"rate_5xx": 0.0})
-        assert response.status_code == 200
-        assert response.json()["rate_5xx"] == 0.0
+        assert api.set_faults(rate_5xx=0.0)["rate_5xx"] == 0.0
         assert all(api.list("orders").status_code == 200 for _ in range(5))
-        api.client.post("/__sim__/faults", json={"rate_423": 1.0})
+        api.set_faults(rate_423=1.0)
         assert api.list("orders").status_code == 423
-        assert api.get("/__sim__/faults").json()["rate_423"] == 1.0
+        assert api.faults()["rate_423"] == 1.0
         unknown = api.client.post("/__sim__/faults", json={"rate_meteor": 1.0})
         assert unknown.status_code == 400
 
@@ -127,7 +125,7 @@ def test_stats_count_requests_and_sequential_concurrency(make_api):
         assert stats["statuses"] == {"200": 5, "400": 1}
         assert stats["max_concurrent"] == {"orders": 1, "customers": 1}
         assert stats["max_concurrent_per_endpoint"] == 1
-        reset = api.client.post("/__sim__/stats/reset").json()
+        reset = api.reset_stats()
         assert reset["requests_total"] == 0 and reset["max_concurrent"] == {}
 
 

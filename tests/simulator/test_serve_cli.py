@@ -11,6 +11,7 @@ import httpx
 from ogsync.serving import stop_process
 from ogsync.simulator.server import free_port, simulator_process
 from ogsync.testing.cli import serving_ogsync
+from ogsync.testing.sim_control import ready_url
 
 OGSYNC = str(Path(sys.executable).with_name("ogsync"))
 
@@ -73,7 +74,7 @@ def test_sigterm_stops_the_simulator_with_exit_0_and_nothing_left_in_tmp(tmp_pat
     scratch.mkdir()
     with serving_ogsync(
         "simulator", "serve", "--port", str(port), "--records", "300",
-        env={"TMPDIR": str(scratch)}, ready_url=f"http://127.0.0.1:{port}/__sim__/clock",
+        env={"TMPDIR": str(scratch)}, ready_url=ready_url(f"http://127.0.0.1:{port}"),
     ) as proc:  # fmt: skip
         assert list(scratch.iterdir()) == []  # its database was removed as soon as it was open
         err = stop_process(proc, grace=30)

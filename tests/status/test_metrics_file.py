@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from status_support import DEFAULT_ENDPOINTS, query
@@ -13,6 +12,7 @@ from status_support import DEFAULT_ENDPOINTS, query
 from ogsync.simulator.server import simulator_process
 from ogsync.testing.cli import one_line_error
 from ogsync.testing.cli import run_ogsync as ogsync
+from ogsync.testing.sim_control import SimControl
 
 DEFAULT_NAMES = {ep.name for ep in DEFAULT_ENDPOINTS}
 PER_ENDPOINT = (
@@ -28,6 +28,12 @@ PER_ENDPOINT = (
 def api():
     with simulator_process(["--records", "700", "--seed", "12"]) as sim:
         yield sim
+
+
+@pytest.fixture(scope="module")
+def control(api):
+    with SimControl(api.url) as control:
+        yield control
 
 
 def env_for(api, db: Path) -> dict[str, str]:
@@ -57,7 +63,9 @@ def last_runs(db: Path) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in rows}
 
 
-def test_metrics_of_a_good_run_then_one_with_a_failing_endpoint(api, tmp_path: Path) -> None:
+def test_metrics_of_a_good_run_then_one_with_a_failing_endpoint(
+    api, control, tmp_path: Path
+) -> None:
     db, prom = tmp_path / "warehouse.duckdb", tmp_path / "ogsync.prom"
     before = time.time()
     first = ogsync("sync", "--metrics-file", str(prom), env=env_for(api, db), cwd=tmp_path)
@@ -83,13 +91,12 @@ def test_metrics_of_a_good_run_then_one_with_a_failing_endpoint(api, tmp_path: P
     first_success = got["ogsync_sync_last_success_timestamp_seconds"]
 
     # Orders now always come back malformed: with two attempts, the endpoint fails.
-    faults = {"only_endpoints": ["orders"], "rate_malformed": 1.0}
-    httpx.post(f"{api.url}/__sim__/faults", json=faults).raise_for_status()
+    control.set_faults(only_endpoints=["orders"], rate_malformed=1.0)
     try:
         (tmp_path / "ogsync.toml").write_text("[ogsync]\nmax_attempts = 2\n")
         second = ogsync("sync", "--metrics-file", str(prom), env=env_for(api, db), cwd=tmp_path)
     finally:
-        httpx.post(f"{api.url}/__sim__/faults", json={"rate_malformed": 0.0}).raise_for_status()
+        control.set_faults(rate_malformed=0.0)
     assert second.returncode == 1, second.stderr
     got = metrics(prom)
     runs = last_runs(db)
@@ -107,10 +114,9 @@ def test_metrics_of_a_good_run_then_one_with_a_failing_endpoint(api, tmp_path: P
     ]  # no temporary file left beside it
 
 
-def test_a_failed_endpoint_never_synced_has_no_last_success(api, tmp_path: Path) -> None:
+def test_a_failed_endpoint_never_synced_has_no_last_success(api, control, tmp_path: Path) -> None:
     db, prom = tmp_path / "warehouse.duckdb", tmp_path / "m.prom"
-    faults = {"only_endpoints": ["addresses"], "rate_malformed": 1.0}
-    httpx.post(f"{api.url}/__sim__/faults", json=faults).raise_for_status()
+    control.set_faults(only_endpoints=["addresses"], rate_malformed=1.0)
     try:
         (tmp_path / "ogsync.toml").write_text("[ogsync]\nmax_attempts = 2\n")
         result = ogsync(
@@ -118,7 +124,7 @@ def test_a_failed_endpoint_never_synced_has_no_last_success(api, tmp_path: Path)
             env=env_for(api, db), cwd=tmp_path,
         )  # fmt: skip
     finally:
-        httpx.post(f"{api.url}/__sim__/faults", json={"rate_malformed": 0.0}).raise_for_status()
+        control.set_faults(rate_malformed=0.0)
     assert result.returncode == 1
     got = metrics(prom)
     assert got["ogsync_sync_success"] == {"customers": 1, "addresses": 0}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -10,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import httpx
 import orjson
 
 from ogsync.apitime import zone
@@ -20,6 +18,7 @@ from ogsync.endpoints import BY_NAME, ENDPOINTS, Endpoint
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
 from ogsync.sync import Listener, SyncOptions, SyncResult, sync_with
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
+from ogsync.testing.sim_control import SimControl
 
 FAST_RETRY = RetryPolicy(max_attempts=12, base_seconds=0.005, cap_seconds=0.05)
 
@@ -63,27 +62,6 @@ def run_sync(
             client.close()
 
 
-def truth(sim: RunningSimulator, ep: Endpoint) -> dict[str, dict[str, Any]]:
-    records = httpx.get(f"{sim.url}/__sim__/truth/{ep.name}", timeout=60).json()
-    return {str(r[ep.key]): r for r in records}
-
-
-def deleted_ids(sim: RunningSimulator, ep: Endpoint) -> set[str]:
-    return set(httpx.get(f"{sim.url}/__sim__/deleted/{ep.name}", timeout=60).json())
-
-
-def stats(sim: RunningSimulator) -> dict[str, Any]:
-    return httpx.get(f"{sim.url}/__sim__/stats").json()
-
-
-def advance(sim: RunningSimulator, minutes: float, changes: int) -> dict[str, Any]:
-    response = httpx.post(
-        f"{sim.url}/__sim__/advance", json={"minutes": minutes, "changes": changes}, timeout=120
-    )
-    response.raise_for_status()
-    return response.json()
-
-
 def rows(db: Path, ep: Endpoint, where: str = "TRUE") -> dict[str, dict[str, Any]]:
     """Warehouse rows of an endpoint by key, as dicts of column values."""
     with duckdb.connect(str(db), read_only=True) as conn:
@@ -107,40 +85,35 @@ def assert_equals_truth(sim: RunningSimulator, db: Path, endpoints=ENDPOINTS) ->
     they are set aside here; a full refresh (payments) must have soft-deleted its own.
     """
     checked = {}
-    for ep in endpoints:
-        expected = truth(sim, ep)
-        live = rows(db, ep, "_deleted_at IS NULL")
-        gone = deleted_ids(sim, ep)
-        if not ep.incremental:
-            assert not gone & set(live), f"{ep.name}: deleted records still live"
-        live = {k: v for k, v in live.items() if k not in gone}
-        missing = set(expected) - set(live)
-        extra = set(live) - set(expected)
-        assert not missing, f"{ep.name}: {len(missing)} records missing, e.g. {sorted(missing)[:3]}"
-        assert not extra, f"{ep.name}: {len(extra)} unexpected records, e.g. {sorted(extra)[:3]}"
-        stale = [k for k, row in live.items() if orjson.loads(row["_raw"]) != expected[k]]
-        assert not stale, f"{ep.name}: {len(stale)} stale versions, e.g. {stale[:3]}"
-        checked[ep.name] = len(expected)
+    with SimControl(sim.url) as control:
+        for ep in endpoints:
+            expected = control.truth_by_key(ep)
+            live = rows(db, ep, "_deleted_at IS NULL")
+            gone = set(control.deleted(ep))
+            if not ep.incremental:
+                assert not gone & set(live), f"{ep.name}: deleted records still live"
+            live = {k: v for k, v in live.items() if k not in gone}
+            missing = set(expected) - set(live)
+            extra = set(live) - set(expected)
+            assert not missing, (
+                f"{ep.name}: {len(missing)} records missing, e.g. {sorted(missing)[:3]}"
+            )
+            assert not extra, (
+                f"{ep.name}: {len(extra)} unexpected records, e.g. {sorted(extra)[:3]}"
+            )
+            stale = [k for k, row in live.items() if orjson.loads(row["_raw"]) != expected[k]]
+            assert not stale, f"{ep.name}: {len(stale)} stale versions, e.g. {stale[:3]}"
+            checked[ep.name] = len(expected)
     return checked
 
 
-def wait_for_deliveries(sim, timeout: float = 60) -> dict:
-    """Until every queued webhook was delivered or given up (the in-flight one included)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = httpx.get(f"{sim.url}/__sim__/webhooks").json()
-        if seen["delivered"] + seen["gave_up"] >= seen["queued"] and not seen["pending"]:
-            return seen
-        time.sleep(0.05)
-    raise AssertionError("the simulator did not finish delivering its webhooks")
-
-
 def assert_deletions_reflected(sim, db) -> None:
-    for ep in (BY_NAME["orders"], BY_NAME["items"]):
-        live = set(rows(db, ep, "_deleted_at IS NULL"))
-        soft = set(rows(db, ep, "_deleted_at IS NOT NULL"))
-        assert live == set(truth(sim, ep)), ep.name
-        gone = deleted_ids(sim, ep)
-        assert soft <= gone, ep.name
-        # what was deleted and never soft-deleted never reached the warehouse at all
-        assert not (gone - soft) & set(rows(db, ep)), ep.name
+    with SimControl(sim.url) as control:
+        for ep in (BY_NAME["orders"], BY_NAME["items"]):
+            live = set(rows(db, ep, "_deleted_at IS NULL"))
+            soft = set(rows(db, ep, "_deleted_at IS NOT NULL"))
+            assert live == set(control.truth_by_key(ep)), ep.name
+            gone = set(control.deleted(ep))
+            assert soft <= gone, ep.name
+            # what was deleted and never soft-deleted never reached the warehouse at all
+            assert not (gone - soft) & set(rows(db, ep)), ep.name

@@ -17,18 +17,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from sync_support import (
-    advance,
-    assert_deletions_reflected,
-    assert_equals_truth,
-    deleted_ids,
-    simulator,
-    truth,
-    wait_for_deliveries,
-)
+from sync_support import assert_deletions_reflected, assert_equals_truth, simulator
 
 from ogsync.endpoints import select
 from ogsync.testing.cli import clean_env
+from ogsync.testing.sim_control import SimControl
 from ogsync.webhooks.inbox import SQLiteInbox
 from ogsync.webhooks.receiver import receiver_in_thread
 
@@ -150,6 +143,7 @@ def pg_schema(postgres_server: Any):
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+@pytest.mark.slow
 def test_dag_runs_leave_each_merchants_warehouse_equal_to_the_truth(
     tmp_path, postgres_server, pg_schema
 ):
@@ -164,6 +158,8 @@ def test_dag_runs_leave_each_merchants_warehouse_equal_to_the_truth(
         simulator(records=1500, seed=71, webhook_url=f"{receiver.url}/webhooks/ordergroove",
                   webhook_secrets=[secret], webhook_retry_seconds=0.05) as shop,
         simulator(records=900, seed=72, api_key="outlet-key") as outlet,
+        SimControl(shop.url) as shop_control,
+        SimControl(outlet.url) as outlet_control,
     ):  # fmt: skip
         airflow.settings(
             f'destination = "duckdb:///{db}"\n'
@@ -188,20 +184,21 @@ def test_dag_runs_leave_each_merchants_warehouse_equal_to_the_truth(
                 for name in DEFAULT_SET:
                     (only,) = returned[f"sync[{name}]"]["endpoints"].items()
                     assert only[0] == name and only[1]["requests"] >= 1
-            return runs
             assert_equals_truth(shop, db, select(None))
             for ep in select(None):
                 live = live_keys(postgres_server.url, pg_schema, ep.name, ep.column_key)
-                assert live - deleted_ids(outlet, ep) == set(truth(outlet, ep)), ep.name
+                truth = set(outlet_control.truth_by_key(ep))
+                assert live - set(outlet_control.deleted(ep)) == truth, ep.name
+            return runs
 
         first = run_and_check()
         synced = first["ogsync_shop"]["returned"]
         assert sum(synced[f"sync[{n}]"]["endpoints"][n]["records"] for n in DEFAULT_SET) == sum(
-            len(truth(shop, ep)) for ep in select(None)
+            len(shop_control.truth_by_key(ep)) for ep in select(None)
         )  # the first run loads everything (nothing was deleted yet)
-        for api in (shop, outlet):
-            advance(api, minutes=30, changes=150)
-        assert wait_for_deliveries(shop)["gave_up"] == 0
+        for control in (shop_control, outlet_control):
+            control.advance(minutes=30, changes=150)
+        assert shop_control.wait_for_deliveries()["gave_up"] == 0
         assert inbox.backlog() > 0
         second = run_and_check()
         applied = second["ogsync_shop"]["returned"]["apply_webhooks[-1]"]

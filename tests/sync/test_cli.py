@@ -6,15 +6,15 @@ import signal
 import time
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
-from sync_support import assert_equals_truth, query, stats
+from sync_support import assert_equals_truth, query
 
 from ogsync.endpoints import BY_NAME
 from ogsync.simulator.server import free_port, simulator_process
 from ogsync.testing.cli import one_line_error, spawn_ogsync
 from ogsync.testing.cli import run_ogsync as ogsync
+from ogsync.testing.sim_control import SimControl
 
 SECRET_KEY = "k3y-THAT-must-NEVER-leak-9f8e7d"
 
@@ -25,6 +25,12 @@ def api():
         ["--records", "6000", "--seed", "31", "--latency-ms", "4"], api_key=SECRET_KEY
     ) as sim:
         yield sim
+
+
+@pytest.fixture(scope="module")
+def control(api):
+    with SimControl(api.url) as control:
+        yield control
 
 
 def env_for(api, db: Path, **extra: str) -> dict[str, str]:
@@ -112,6 +118,7 @@ def test_sync_logs_json_without_the_key_anywhere(api, tmp_path):
     assert SECRET_KEY not in str(dump)
 
 
+@pytest.mark.slow
 def test_a_second_sync_on_the_same_warehouse_exits_with_a_clear_message(api, tmp_path):
     db = tmp_path / "w.duckdb"
     # Slow on purpose (5 requests a second) so that the two runs overlap.
@@ -131,16 +138,17 @@ def test_a_second_sync_on_the_same_warehouse_exits_with_a_clear_message(api, tmp
     assert first.returncode == 0, err
 
 
-def test_a_sync_killed_between_batches_resumes_without_loss_or_duplicates(api, tmp_path):
+@pytest.mark.slow
+def test_a_sync_killed_between_batches_resumes_without_loss_or_duplicates(api, control, tmp_path):
     db = tmp_path / "w.duckdb"
     (tmp_path / "ogsync.toml").write_text("batch_records = 200\nrequests_per_minute = 100000\n")
     env = env_for(api, db)
-    before = stats(api)["requests"].get("items", 0)
+    before = control.stats()["requests"].get("items", 0)
     victim = spawn_ogsync(
         "sync", "--endpoints", "items,orders", "--log-format", "json", env=env, cwd=tmp_path
     )
     deadline = time.monotonic() + 60
-    while stats(api)["requests"].get("items", 0) - before < 12:
+    while control.stats()["requests"].get("items", 0) - before < 12:
         assert victim.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
@@ -163,7 +171,7 @@ def test_a_sync_killed_between_batches_resumes_without_loss_or_duplicates(api, t
         "SELECT pages FROM ordergroove._ogsync_runs WHERE endpoint = 'items' "
         "AND status = 'success'",
     )[0][0]
-    all_pages = -(-len(httpx.get(f"{api.url}/__sim__/truth/items").json()) // 100)
+    all_pages = -(-len(control.truth("items")) // 100)
     assert resumed_pages < all_pages  # it picked up from the checkpoint, not from scratch
     assert_equals_truth(api, db, [items, BY_NAME["orders"]])
 

@@ -25,7 +25,14 @@ def test_bad_options_exit_2_with_one_line(tmp_path, args, said):
     assert len(lines) == 1 and said in lines[0], done.stderr
 
 
-@pytest.mark.parametrize("setting", ["overlap_minutes = nan", "requests_per_minute = 1e9"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "overlap_minutes = nan",
+        "requests_per_minute = 1e9",
+        '[endpoints.customers]\nhash = ["email"]',  # a field to hash, and no key for it
+    ],
+)
 def test_bad_settings_in_the_file_exit_2_with_one_line(tmp_path, setting):
     (tmp_path / "ogsync.toml").write_text(setting + "\n")
     done = run_ogsync("sync", env={"OGSYNC_API_KEY": KEY}, cwd=tmp_path)

@@ -6,21 +6,17 @@ from __future__ import annotations
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
-from sync_support import advance, assert_equals_truth, query, run_sync, simulator
+from sync_support import assert_equals_truth, query, run_sync, simulator
 
 from ogsync.clock import ClockSkew, OnSkew
 from ogsync.destinations.duckdb import DuckDBDestination
 from ogsync.endpoints import BY_NAME
 from ogsync.status import stale, warehouse_status
+from ogsync.testing.sim_control import SimControl
 
 ORDERS = [BY_NAME["orders"]]
 FIVE = timedelta(minutes=5)
-
-
-def set_clock(sim, instant: datetime) -> None:
-    httpx.post(f"{sim.url}/__sim__/clock", json={"set": instant.isoformat()}).raise_for_status()
 
 
 def watermark(db) -> datetime:
@@ -35,10 +31,10 @@ def clocks(db, status: str) -> list[str | None]:
 
 
 def test_an_api_clock_a_year_ahead_fails_the_run_or_gives_way_to_the_local_clock(db):
-    with simulator(records=800, seed=61) as sim:
+    with simulator(records=800, seed=61) as sim, SimControl(sim.url) as control:
         assert run_sync(sim, db, ORDERS, clock_tolerance=FIVE).exit_code == 0
         before = watermark(db)
-        set_clock(sim, datetime.now(UTC) + timedelta(days=365))
+        control.set_clock(datetime.now(UTC) + timedelta(days=365))
         with pytest.raises(ClockSkew, match="ahead"):
             run_sync(sim, db, ORDERS, clock_tolerance=FIVE)
         assert watermark(db) == before
@@ -52,13 +48,13 @@ def test_an_api_clock_a_year_ahead_fails_the_run_or_gives_way_to_the_local_clock
 
 
 def test_a_watermark_in_the_future_is_reported_and_repaired(db):
-    with simulator(records=800, seed=62) as sim:
+    with simulator(records=800, seed=62) as sim, SimControl(sim.url) as control:
         # An older ogsync, trusting any Date, synced while the API's clock was a year ahead.
-        set_clock(sim, datetime.now(UTC) + timedelta(days=365))
+        control.set_clock(datetime.now(UTC) + timedelta(days=365))
         assert run_sync(sim, db, ORDERS, clock_tolerance=timedelta(days=400)).exit_code == 0
         assert watermark(db) > datetime.now(UTC) + timedelta(days=300)
-        set_clock(sim, datetime.now(UTC))  # the clock is mended; changes go on meanwhile
-        made = advance(sim, minutes=1, changes=150)["changes"]
+        control.set_clock(datetime.now(UTC))  # the clock is mended; changes go on meanwhile
+        made = control.advance(minutes=1, changes=150)["changes"]
         assert made
 
         with closing(DuckDBDestination(f"duckdb:///{db}", "ordergroove")) as wh:

@@ -6,19 +6,16 @@ from dataclasses import dataclass
 
 import orjson
 from sync_support import (
-    advance,
     assert_deletions_reflected,
-    deleted_ids,
     query,
     rows,
     run_sync,
     simulator,
-    truth,
-    wait_for_deliveries,
 )
 
 from ogsync.destinations.duckdb import DuckDBDestination
 from ogsync.endpoints import BY_NAME
+from ogsync.testing.sim_control import SimControl
 from ogsync.webhooks.inbox import SQLiteInbox
 from ogsync.webhooks.receiver import receiver_in_thread
 
@@ -82,28 +79,28 @@ def test_deletions_racing_a_sync_end_soft_deleted_and_stale_copies_stay_deleted(
 
 
 def test_reconcile_catches_deletions_whose_webhooks_never_came_and_spares_placed_orders(db):
-    with simulator(records=2500, seed=42, frozen_clock=True) as sim:
+    with simulator(records=2500, seed=42, frozen_clock=True) as sim, SimControl(sim.url) as control:
         run_sync(sim, db)
         before = {k for k, r in rows(db, ORDERS).items() if r["status"] == 1}
         items_before = {k for k, r in rows(db, ITEMS).items() if r["order_id"] in before}
-        made = advance(sim, minutes=30, changes=200)["changes"]
+        made = control.advance(minutes=30, changes=200)["changes"]
         assert made.get("place_order") and (
             made.get("cancel_subscription") or made.get("skip_order")
         )
         # No sync in between: orders placed since still read status 1 in the warehouse.
         result = run_sync(sim, db, [], reconcile=True)
         assert result.exit_code == 0
-        deleted_orders = deleted_ids(sim, ORDERS)
+        deleted_orders = set(control.deleted(ORDERS))
         soft = set(rows(db, ORDERS, "_deleted_reason = 'reconcile'"))
         assert soft == deleted_orders & before  # exactly the vanished ones, none placed
         soft_items = set(rows(db, ITEMS, "_deleted_reason = 'reconcile'"))
-        assert soft_items and soft_items == deleted_ids(sim, ITEMS) & items_before
+        assert soft_items and soft_items == set(control.deleted(ITEMS)) & items_before
         logged = query(db, "SELECT endpoint, soft_deletes FROM ordergroove._ogsync_runs "
                            "WHERE kind = 'reconcile'")  # fmt: skip
         assert dict(logged) == {"orders": len(soft), "items": len(soft_items)}
         run_sync(sim, db)  # the next sync brings the placed orders up to date
         live = set(rows(db, ORDERS, "_deleted_at IS NULL"))
-        assert live - deleted_orders == set(truth(sim, ORDERS))
+        assert live - deleted_orders == set(control.truth_by_key(ORDERS))
 
 
 def test_signed_webhooks_delivered_twice_and_out_of_order_end_as_soft_deletes(db, tmp_path):
@@ -122,17 +119,18 @@ def test_signed_webhooks_delivered_twice_and_out_of_order_end_as_soft_deletes(db
             webhook_shuffle=True,
             webhook_retry_seconds=0.05,
         ) as sim,
+        SimControl(sim.url) as control,
     ):
         run_sync(sim, db)
         for _ in range(3):
-            advance(sim, minutes=20, changes=120)
-            delivered = wait_for_deliveries(sim)
+            control.advance(minutes=20, changes=120)
+            delivered = control.wait_for_deliveries()
             result = run_sync(sim, db, inbox=inbox)
             assert result.exit_code == 0
         assert delivered["gave_up"] == 0
         assert inbox.backlog() == 0
         assert_deletions_reflected(sim, db)
-        deleted_orders = deleted_ids(sim, ORDERS)
+        deleted_orders = set(control.deleted(ORDERS))
         tombstones = {r[0] for r in query(db, "SELECT record_id FROM ordergroove._ogsync_deletions "
                                               "WHERE endpoint = 'orders'")}  # fmt: skip
         assert tombstones == deleted_orders  # every order.delete was recorded, duplicates once

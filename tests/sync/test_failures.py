@@ -7,21 +7,25 @@ from collections.abc import Callable
 
 import httpx
 import orjson
-from sync_support import advance, assert_equals_truth, client_for, query, rows, run_sync
+from sync_support import assert_equals_truth, client_for, query, rows, run_sync
 from sync_support import simulator as running_simulator
 
 from ogsync.client import RetryPolicy
 from ogsync.endpoints import BY_NAME
 from ogsync.output import LogListener
 from ogsync.simulator.faults import Faults
+from ogsync.testing.sim_control import SimControl
 
 
 def test_429_and_5xx_storms_still_end_equal_to_truth(db):
     storm = Faults(rate_429=0.25, rate_5xx=0.1, rate_423=0.05, rate_drop=0.03, rate_malformed=0.03)
-    with running_simulator(records=2500, seed=21, faults=storm) as sim:
+    with (
+        running_simulator(records=2500, seed=21, faults=storm) as sim,
+        SimControl(sim.url) as control,
+    ):
         first = run_sync(sim, db, batch_records=150)  # many batches, each with its checkpoint
         assert first.exit_code == 0, [o.run.error for o in first.outcomes if not o.ok]
-        advance(sim, minutes=30, changes=120)
+        control.advance(minutes=30, changes=120)
         second = run_sync(sim, db, batch_records=150)
         assert second.exit_code == 0, [o.run.error for o in second.outcomes if not o.ok]
         assert_equals_truth(sim, db)
@@ -31,14 +35,11 @@ def test_429_and_5xx_storms_still_end_equal_to_truth(db):
 
 
 def test_a_page_that_stays_broken_fails_only_its_endpoint_and_keeps_its_watermark(db):
-    with running_simulator(records=1500, seed=22) as sim:
+    with running_simulator(records=1500, seed=22) as sim, SimControl(sim.url) as control:
         assert run_sync(sim, db).exit_code == 0
         before = dict(query(db, "SELECT endpoint, watermark FROM ordergroove._ogsync_state"))
-        advance(sim, minutes=10, changes=50)
-        httpx.post(
-            f"{sim.url}/__sim__/faults",
-            json={"rate_malformed": 1.0, "only_endpoints": ["orders"]},
-        ).raise_for_status()
+        control.advance(minutes=10, changes=50)
+        control.set_faults(rate_malformed=1.0, only_endpoints=["orders"])
         client = client_for(sim, retry=RetryPolicy(max_attempts=3, base_seconds=0.001))
         result = run_sync(sim, db, client=client)
         client.close()
@@ -149,9 +150,12 @@ def test_a_full_refresh_soft_deletes_only_when_it_completed(db):
 
 
 def test_a_test_window_leaves_the_watermark_alone(db):
-    with running_simulator(records=1000, seed=26, frozen_clock=True) as sim:
+    with (
+        running_simulator(records=1000, seed=26, frozen_clock=True) as sim,
+        SimControl(sim.url) as control,
+    ):
         first = run_sync(sim, db, [BY_NAME["orders"]])
-        advance(sim, minutes=60, changes=40)
+        control.advance(minutes=60, changes=40)
         since = first.run_started_at
         window = run_sync(sim, db, [BY_NAME["orders"]], since=since)
         assert window.outcomes[0].mode == "test_window"

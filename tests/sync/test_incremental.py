@@ -7,38 +7,35 @@ from itertools import pairwise
 from pathlib import Path
 
 from sync_support import (
-    advance,
     assert_equals_truth,
-    deleted_ids,
     query,
     rows,
     run_sync,
     simulator,
-    stats,
-    truth,
 )
 
 from ogsync.endpoints import BY_NAME, ENDPOINTS
+from ogsync.testing.sim_control import SimControl
 
 
 def test_full_sync_then_incremental_equals_truth_with_far_fewer_requests(db):
-    with simulator(records=3000, seed=3) as sim:
+    with simulator(records=3000, seed=3) as sim, SimControl(sim.url) as control:
         first = run_sync(sim, db)
         assert first.exit_code == 0
         checked = assert_equals_truth(sim, db)
         assert sum(checked.values()) >= 2900
-        first_requests = stats(sim)["requests_total"]
+        first_requests = control.stats()["requests_total"]
 
-        advance(sim, minutes=45, changes=150)
-        httpx_reset = stats(sim)
+        control.advance(minutes=45, changes=150)
+        httpx_reset = control.stats()
         second = run_sync(sim, db)
         assert second.exit_code == 0
         assert_equals_truth(sim, db)
-        second_requests = stats(sim)["requests_total"] - httpx_reset["requests_total"]
+        second_requests = control.stats()["requests_total"] - httpx_reset["requests_total"]
         assert second_requests < first_requests / 2
         assert {o.endpoint: o.mode for o in second.outcomes}["orders"] == "incremental"
         # Cards removed from the API are soft-deleted by the payments full refresh.
-        gone = deleted_ids(sim, BY_NAME["payments"])
+        gone = set(control.deleted(BY_NAME["payments"]))
         if gone:
             reasons = rows(db, BY_NAME["payments"], "_deleted_at IS NOT NULL")
             assert {r["_deleted_reason"] for r in reasons.values()} == {"full_refresh"}
@@ -46,12 +43,12 @@ def test_full_sync_then_incremental_equals_truth_with_far_fewer_requests(db):
 
 
 def test_incremental_run_with_no_changes_asks_one_page_per_endpoint(db):
-    with simulator(records=2000, seed=4, frozen_clock=True) as sim:
+    with simulator(records=2000, seed=4, frozen_clock=True) as sim, SimControl(sim.url) as control:
         run_sync(sim, db)
-        before = stats(sim)["requests"]
-        advance(sim, minutes=120, changes=0)
+        before = control.stats()["requests"]
+        control.advance(minutes=120, changes=0)
         result = run_sync(sim, db)
-        after = stats(sim)["requests"]
+        after = control.stats()["requests"]
         per_endpoint = {name: after[name] - before.get(name, 0) for name in after}
         for ep in ENDPOINTS:
             if ep.incremental:
@@ -62,11 +59,11 @@ def test_incremental_run_with_no_changes_asks_one_page_per_endpoint(db):
 
 
 def test_watermark_is_the_run_start_and_windows_use_the_overlap(db):
-    with simulator(records=1000, seed=5, frozen_clock=True) as sim:
+    with simulator(records=1000, seed=5, frozen_clock=True) as sim, SimControl(sim.url) as control:
         first = run_sync(sim, db, [BY_NAME["orders"]])
         (watermark,) = query(db, "SELECT watermark FROM ordergroove._ogsync_state")[0]
         assert watermark == first.run_started_at
-        advance(sim, minutes=30, changes=0)
+        control.advance(minutes=30, changes=0)
         second = run_sync(sim, db, [BY_NAME["orders"]])
         window = second.outcomes[0].run
         assert window.window_start == first.run_started_at - timedelta(minutes=60)
@@ -78,21 +75,27 @@ def test_watermark_is_the_run_start_and_windows_use_the_overlap(db):
 
 def test_records_changed_exactly_at_the_boundary_are_not_lost(db):
     start = datetime(2026, 6, 1, 17, 0, tzinfo=UTC)
-    with simulator(records=1500, seed=6, frozen_clock=True, start=start) as sim:
+    with (
+        simulator(records=1500, seed=6, frozen_clock=True, start=start) as sim,
+        SimControl(sim.url) as control,
+    ):
         first = run_sync(sim, db, overlap=timedelta(0))
         assert first.run_started_at == start
         # Every change lands on the very second the first run started: the inclusive start
         # bound must take them even with no overlap at all.
-        advance(sim, minutes=0, changes=60)
+        control.advance(minutes=0, changes=60)
         run_sync(sim, db, overlap=timedelta(0))
         assert_equals_truth(sim, db)
 
 
 def test_api_in_eastern_time_while_ogsync_assumes_central_loses_nothing(db):
-    with simulator(records=2000, seed=8, timezone="America/New_York") as sim:
+    with (
+        simulator(records=2000, seed=8, timezone="America/New_York") as sim,
+        SimControl(sim.url) as control,
+    ):
         run_sync(sim, db, api_timezone="America/Chicago")
         for _ in range(3):
-            advance(sim, minutes=20, changes=60)
+            control.advance(minutes=20, changes=60)
             assert run_sync(sim, db, api_timezone="America/Chicago").exit_code == 0
         assert_equals_truth(sim, db)
 
@@ -103,10 +106,13 @@ def test_runs_across_the_fall_back_and_spring_forward_changes_lose_nothing(db):
         datetime(2026, 3, 8, 7, 40, tzinfo=UTC),  # 01:40 CST, just before clocks go forward
     ):
         target = db.with_name(f"dst-{start:%m%d}.duckdb")
-        with simulator(records=1500, seed=9, frozen_clock=True, start=start) as sim:
+        with (
+            simulator(records=1500, seed=9, frozen_clock=True, start=start) as sim,
+            SimControl(sim.url) as control,
+        ):
             run_sync(sim, target, overlap=timedelta(minutes=60))
             for _ in range(8):  # 8 x 20 minutes walks through the repeated or missing hour
-                advance(sim, minutes=20, changes=40)
+                control.advance(minutes=20, changes=40)
                 assert run_sync(sim, target).exit_code == 0
             assert_equals_truth(sim, target)
 
@@ -142,9 +148,12 @@ def test_a_sync_that_waits_on_the_api_checkpoints_as_it_goes(db, monkeypatch):
 
 
 def test_never_more_than_one_request_at_a_time_on_an_endpoint(db):
-    with simulator(records=3000, seed=10, faults=_latency(15)) as sim:
+    with (
+        simulator(records=3000, seed=10, faults=_latency(15)) as sim,
+        SimControl(sim.url) as control,
+    ):
         result = run_sync(sim, db, max_workers=5)
-        seen = stats(sim)
+        seen = control.stats()
         assert seen["max_concurrent_per_endpoint"] == 1
         # Pages that keep workers waiting open more slots: endpoints ran side by side.
         assert seen["max_concurrent_total"] >= 2
@@ -153,10 +162,10 @@ def test_never_more_than_one_request_at_a_time_on_an_endpoint(db):
 
 def test_truth_check_would_notice_a_stale_version(db):
     """The comparison itself must be able to fail."""
-    with simulator(records=800, seed=11, frozen_clock=True) as sim:
+    with simulator(records=800, seed=11, frozen_clock=True) as sim, SimControl(sim.url) as control:
         run_sync(sim, db, [BY_NAME["customers"]])
-        advance(sim, minutes=5, changes=80)
-        expected = truth(sim, BY_NAME["customers"])
+        control.advance(minutes=5, changes=80)
+        expected = control.truth_by_key(BY_NAME["customers"])
         stored = rows(db, BY_NAME["customers"])
         assert set(expected) != set(stored) or any(
             stored[k]["last_updated"] is None or expected[k]["last_updated"] for k in expected

@@ -143,3 +143,59 @@ def test_windows_and_endpoint_lists_are_checked():
     for empty in ("", ",", " , "):
         with pytest.raises(ValueError, match="no endpoints"):
             select(empty)
+
+
+GOVERNED = """hash_key_env = "SHOP_HASH_KEY"
+history = "orders,customers"
+[endpoints.customers]
+exclude = ["phone_number"]
+hash = ["email"]
+"""
+
+
+def test_field_rules_and_history_come_from_the_file_and_the_key_from_the_environment(tmp_path):
+    path = tmp_path / "ogsync.toml"
+    path.write_text(GOVERNED)
+    settings = load_settings(environ={"SHOP_HASH_KEY": "s3cr3t-hash-key"}, config_path=path)
+    governance = settings.governance
+    assert governance.history == {"orders", "customers"}
+    customers = governance.endpoint(select("customers")[0])
+    assert "phone_number" not in customers.field_names and customers.history
+    record = {"merchant_user_id": "u1", "email": "a@b.c", "phone_number": "555", "first_name": None}
+    governed = governance.record("customers", record)
+    assert governed["merchant_user_id"] == "u1" and "phone_number" not in governed
+    assert governed["email"] == governance.hashed("a@b.c") != "a@b.c"
+    assert len(governed["email"]) == 64 and governed["first_name"] is None
+    assert "s3cr3t-hash-key" not in repr(settings)  # the key is a secret
+    with pytest.raises(ConfigError, match="SHOP_HASH_KEY, which is not set"):
+        load_settings(environ={}, config_path=path)
+    planning = load_settings(environ={}, config_path=path, secrets=False)  # status, Airflow
+    with pytest.raises(ConfigError, match="no hash key is set"):
+        planning.governance  # noqa: B018 (a writer asks for it)
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        ('[endpoints.customers]\nhash = ["email"]\n', "no hash key is set"),
+        ('[endpoints.clients]\nexclude = ["email"]\n', "[endpoints.clients]: unknown endpoint"),
+        ('[endpoints.customers]\nexclude = ["emial"]\n', "customers has no field 'emial'"),
+        ('[endpoints.orders]\nexclude = ["updated"]\n', "the record's key or update time"),
+        ('[endpoints.customers]\nhash = "email"\n', "must be a list of names"),
+        ('[endpoints.customers]\nmask = ["email"]\n', "knows exclude and hash"),
+        ('history = "orders,invoices"\n', "unknown endpoint(s) invoices"),
+    ],
+)
+def test_bad_field_rules_are_one_clear_line(tmp_path, table, needle):
+    path = tmp_path / "ogsync.toml"
+    path.write_text(table)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ={}, config_path=path).governance  # noqa: B018
+    assert needle in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_history_setting_words():
+    from ogsync.governance import DEFAULT_HISTORY, history_endpoints
+
+    assert history_endpoints("default") == set(DEFAULT_HISTORY)
+    assert history_endpoints("none") == set() and len(history_endpoints("all")) == 9

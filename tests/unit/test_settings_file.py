@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -24,24 +24,33 @@ from ogsync.testing.cli import run_ogsync
 SRC = Path(__file__).resolve().parents[2] / "src" / "ogsync"
 # `# key = value` lines, each a setting shown at its default (or, for merchants, an example).
 SHOWN = re.compile(r"^# ?([a-z_]+) = (.+?)(?:\s+#.*)?$")
-MERCHANT_HEADER = re.compile(r"^# ?\[merchants\.[\w-]+\]$")
+HEADER = re.compile(r"^# ?\[(merchants|endpoints)\.[\w-]+\]$")
+# What an `[endpoints.NAME]` table may set (ogsync.config reads these two).
+ENDPOINT_KEYS = {"exclude", "hash"}
 
 
-def shown_settings() -> tuple[dict[str, object], dict[str, object]]:
-    """(top-level settings, one merchant's settings) as the template shows them."""
-    top: dict[str, object] = {}
-    merchant: dict[str, object] = {}
-    into = top
+def shown_tables() -> dict[str, dict[str, object]]:
+    """The settings the template shows: top-level ones under "", then one example table each
+    of `[endpoints.NAME]` and `[merchants.NAME]`."""
+    tables: dict[str, dict[str, object]] = {"": {}, "endpoints": {}, "merchants": {}}
+    into = tables[""]
     for line in TEMPLATE.splitlines():
-        if MERCHANT_HEADER.match(line):
-            into = merchant
+        header = HEADER.match(line)
+        if header:
+            into = tables[header.group(1)]
             continue
         match = SHOWN.match(line)
         if match:
             name, value = match.groups()
             assert name not in into, f"{name} shown twice"
             into[name] = tomllib.loads(f"v = {value}")["v"]
-    return top, merchant
+    return tables
+
+
+def shown_settings() -> tuple[dict[str, object], dict[str, object]]:
+    """(top-level settings, one merchant's settings) as the template shows them."""
+    tables = shown_tables()
+    return tables[""], tables["merchants"]
 
 
 # Environment variables the code reads that are not settings of a sync: the simulator's own.
@@ -58,9 +67,10 @@ def env_vars_in_code() -> set[str]:
 
 
 def test_every_setting_the_file_shows_is_read_and_every_setting_read_is_shown():
-    top, merchant = shown_settings()
-    assert set(top) | {"merchants"} == FILE_KEYS
-    assert set(merchant) == MERCHANT_KEYS
+    tables = shown_tables()
+    assert set(tables[""]) | {"merchants", "endpoints"} == FILE_KEYS
+    assert set(tables["merchants"]) == MERCHANT_KEYS
+    assert set(tables["endpoints"]) == ENDPOINT_KEYS
 
 
 def test_every_environment_variable_the_code_reads_is_in_the_file():
@@ -79,6 +89,7 @@ def test_the_defaults_shown_are_the_code_s_defaults():
     assert top["env"] == "production"
     assert top["api_key_env"] == "OGSYNC_API_KEY"
     assert top["webhook_secret_env"] == "OGSYNC_WEBHOOK_SECRET"
+    assert top["hash_key_env"] == "OGSYNC_HASH_KEY"  # an example: no key is read by default
 
 
 def test_the_file_as_written_and_with_every_line_uncommented_gives_the_defaults(tmp_path):
@@ -94,13 +105,30 @@ def test_the_file_as_written_and_with_every_line_uncommented_gives_the_defaults(
     lines += ["[merchants.brand-us]"]
     lines += [f"{name} = {tomllib_value(value)}" for name, value in merchant.items()]
     uncommented.write_text("\n".join(lines) + "\n")
-    environ |= {"OG_KEY_US": "us", "OG_WEBHOOK_US": "wus"}
-    assert load_settings(environ=environ, config_path=uncommented) == as_written
+    environ |= {"OG_KEY_US": "us", "OG_WEBHOOK_US": "wus", "OGSYNC_HASH_KEY": "h"}
+    assert load_settings(environ=environ, config_path=uncommented) == replace(
+        as_written, hash_key="h"
+    )
     chosen = load_settings(environ=environ, config_path=uncommented, merchant="brand-us")
     assert (chosen.api_key, chosen.webhook_secret, chosen.schema) == ("us", "wus", "og_us")
 
+    # The [endpoints.NAME] example is a table the code accepts.
+    rules = shown_tables()["endpoints"]
+    example = tmp_path / "endpoints.toml"
+    example.write_text(
+        'hash_key_env = "OGSYNC_HASH_KEY"\n[endpoints.customers]\n'
+        + "".join(f"{name} = {tomllib_value(value)}\n" for name, value in rules.items())
+    )
+    customers = load_settings(environ=environ, config_path=example).endpoint_rules["customers"]
+    assert (customers.exclude, customers.hash) == (
+        frozenset(rules["exclude"]),
+        frozenset(rules["hash"]),
+    )
+
 
 def tomllib_value(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(tomllib_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

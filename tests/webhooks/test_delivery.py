@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from webhook_support import SECRET, inbox_rows
 
 from ogsync.serving import stop_process
 from ogsync.simulator.server import SimulatorConfig, free_port, simulator_in_thread
 from ogsync.testing.cli import clean_env
+from ogsync.testing.sim_control import SimControl, WebhookState
 from ogsync.webhooks.receiver import PATH
 
 START_ISO = "2025-03-14T17:00:00+00:00"
@@ -41,10 +43,10 @@ def simulator_config(webhook_url: str, **kw: Any) -> SimulatorConfig:
     )
 
 
-def wait_delivered(sim: httpx.Client, timeout: float) -> dict[str, Any]:
+def wait_delivered(sim: SimControl, timeout: float) -> WebhookState:
     deadline = time.monotonic() + timeout
     while True:
-        state = sim.get("/__sim__/webhooks").json()
+        state = sim.webhooks()
         # `pending` leaves out the one delivery in flight: wait until each queued one has ended.
         finished = state["delivered"] + state["gave_up"]
         if state["pending"] == 0 and state["queued"] > 0 and finished == state["queued"]:
@@ -54,7 +56,7 @@ def wait_delivered(sim: httpx.Client, timeout: float) -> dict[str, Any]:
 
 
 def check_inbox_against_simulator(
-    rows: list[dict[str, Any]], state: dict[str, Any], sim: httpx.Client, events: Counter
+    rows: list[dict[str, Any]], state: WebhookState, sim: SimControl, events: Counter
 ) -> None:
     ids = [r["event_id"] for r in rows]
     assert len(ids) == len(set(ids))
@@ -64,20 +66,20 @@ def check_inbox_against_simulator(
     by_type = Counter(r["type"] for r in rows)
     assert by_type == events
     deleted_orders = {r["object_id"] for r in rows if r["type"] == "order.delete"}
-    assert deleted_orders == set(sim.get("/__sim__/deleted/orders").json())
+    assert deleted_orders == set(sim.deleted("orders"))
     removed = {r["object_id"] for r in rows if r["type"] == "item.remove"}
-    assert removed <= set(sim.get("/__sim__/deleted/items").json())
+    assert removed <= set(sim.deleted("items"))
     assert all(r["order_id"] for r in rows if r["type"] == "item.remove")
 
 
 def test_simulator_delivers_everything_exactly_once_into_the_inbox(make_receiver, sqlite_inbox):
     with make_receiver() as receiver:
         config = simulator_config(receiver.running.webhook_url)
-        with simulator_in_thread(config) as running, httpx.Client(base_url=running.url) as sim:
+        with simulator_in_thread(config) as running, SimControl(running.url) as sim:
             events: Counter = Counter()
             for _ in range(3):
-                result = sim.post("/__sim__/advance", json={"minutes": 20, "changes": 150})
-                events.update(result.json()["events"])
+                result = sim.advance(minutes=20, changes=150)
+                events.update(result["events"])
             state = wait_delivered(sim, timeout=20)
             assert state["delivered"] > sum(events.values())  # duplicates were sent
             rows = inbox_rows(sqlite_inbox.path)
@@ -93,10 +95,10 @@ def test_deliveries_refused_while_the_key_is_wrong_arrive_after_it_is_fixed(
 ):
     with make_receiver(secrets=["not-the-key"]) as receiver:
         config = simulator_config(receiver.running.webhook_url, seed=12)
-        with simulator_in_thread(config) as running, httpx.Client(base_url=running.url) as sim:
-            result = sim.post("/__sim__/advance", json={"minutes": 20, "changes": 40}).json()
+        with simulator_in_thread(config) as running, SimControl(running.url) as sim:
+            result = sim.advance(minutes=20, changes=40)
             deadline = time.monotonic() + 10
-            while sim.get("/__sim__/webhooks").json()["failed_attempts"] < 40:
+            while sim.webhooks()["failed_attempts"] < 40:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
             assert inbox_rows(sqlite_inbox.path) == []
@@ -127,6 +129,7 @@ def spawn_receiver(port: int, inbox: Path, log: Path) -> subprocess.Popen[bytes]
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_delivery_loses_nothing(tmp_path):
     port = free_port()
     inbox, log = tmp_path / "inbox.sqlite", tmp_path / "receiver.log"
@@ -134,18 +137,16 @@ def test_sigkill_mid_delivery_loses_nothing(tmp_path):
     receiver = spawn_receiver(port, inbox, log)
     try:
         config = simulator_config(url, seed=13)
-        with simulator_in_thread(config) as running, httpx.Client(base_url=running.url) as sim:
-            events = Counter(
-                sim.post("/__sim__/advance", json={"minutes": 60, "changes": 1500}).json()["events"]
-            )
+        with simulator_in_thread(config) as running, SimControl(running.url) as sim:
+            events = Counter(sim.advance(minutes=60, changes=1500)["events"])
             total = sum(events.values())
             deadline = time.monotonic() + 20
-            while sim.get("/__sim__/webhooks").json()["delivered"] < total // 3:
+            while sim.webhooks()["delivered"] < total // 3:
                 assert time.monotonic() < deadline
                 time.sleep(0.01)
             receiver.send_signal(signal.SIGKILL)
             receiver.wait()
-            at_kill = sim.get("/__sim__/webhooks").json()
+            at_kill = sim.webhooks()
             assert at_kill["pending"] > 0  # killed mid-stream, with work left
             # Every event answered 2xx before the kill is on disk.
             answered = set(at_kill["delivered_ids"])

@@ -71,6 +71,7 @@ def test_a_body_that_never_finishes_is_dropped(make_receiver):
         assert receiver.post(body, signed(body)).status_code == 200
 
 
+@pytest.mark.slow
 def test_an_unsigned_body_is_refused_before_it_is_read(receiver):
     """401 comes back on the headers alone, while the client still holds most of its body."""
     with socket.create_connection(("127.0.0.1", receiver.port)) as sock:

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ogsync.destinations.errors import AlreadyRunning, DestinationError
 from ogsync.endpoints import Endpoint
+from ogsync.governance import Governance
 from ogsync.plan import Checkpoint, EndpointState
 from ogsync.vocabulary import DeletionReason, RunKind, RunStatus
 
@@ -33,6 +34,10 @@ BACKFILL_TABLE = "_ogsync_backfill"
 EVENTS_TABLE = "events"
 # Input that could not be applied (a webhook event, an API record), kept with the reason.
 REJECTED_TABLE = "_ogsync_rejected"
+# Each endpoint table has a view of its rows not soft-deleted: `<table>_current`, and until
+# ogsync 0.2 the same view under its old name, `<table>_live`.
+CURRENT_VIEW_SUFFIX = "_current"
+DEPRECATED_VIEW_SUFFIX = "_live"
 
 __all__ = ["AlreadyRunning", "DestinationError"]  # where they were first defined
 
@@ -219,6 +224,12 @@ class Destination(WarehouseReader, Protocol):
     def idle(self) -> None:
         """Nothing waits to be written: a moment for housekeeping that would otherwise wait
         for the end of the run."""
+        ...
+
+    def rewrite(self, governance: Governance) -> list[str]:
+        """Bring every stored copy under these field rules (`prepare` refuses rules other than
+        those the warehouse was written with); what was done, a line per endpoint. Raises
+        DestinationError for what can't be done."""
         ...
 
 

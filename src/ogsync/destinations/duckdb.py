@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,9 +16,11 @@ import pyarrow as pa
 
 from ogsync.destinations.base import (
     AlreadyRunning,
+    ApplyResult,
     BatchWrite,
     DestinationError,
     RunLog,
+    WebhookEvent,
     WriteResult,
     quote,
 )
@@ -229,6 +231,13 @@ class DuckDBDestination(SqlDestination):
     def log_run(self, run: RunLog) -> None:
         self._with_memory(lambda: SqlDestination.log_run(self, run))
         self._committed()
+
+    def prepare(self, endpoints: Iterable[Endpoint]) -> None:
+        endpoints = list(endpoints)
+        self._with_memory(lambda: SqlDestination.prepare(self, endpoints))
+
+    def apply_events(self, events: Sequence[WebhookEvent]) -> ApplyResult:
+        return self._with_memory(lambda: SqlDestination.apply_events(self, events))
 
     def _committed(self, force: bool = False) -> None:
         """After a commit: every few seconds `ogsync status` gets a fresh snapshot to read

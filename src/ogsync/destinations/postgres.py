@@ -34,6 +34,7 @@ from ogsync.destinations.base import (
 )
 from ogsync.destinations.registry import OpenOptions
 from ogsync.destinations.sql import Dialect, SqlDestination
+from ogsync.destinations.sql_rules import RulesChanged
 from ogsync.endpoints import Endpoint, FieldType
 from ogsync.plan import EndpointState
 
@@ -56,6 +57,7 @@ POSTGRES = Dialect(
     },
     json="JSONB",
     param="%s",
+    hash_template="md5(CAST(CAST({} AS JSONB) AS TEXT))",
 )
 RECONNECTS = 3
 
@@ -175,7 +177,7 @@ class PostgresDestination(SqlDestination):
             try:
                 return action()
             except (psycopg.OperationalError, DestinationError) as exc:
-                if isinstance(exc, AlreadyRunning):
+                if isinstance(exc, AlreadyRunning | RulesChanged):  # not the connection's fault
                     raise
                 problem = self._safe(exc)
                 if attempt == RECONNECTS:

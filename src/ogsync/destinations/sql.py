@@ -7,6 +7,7 @@ way to put an Arrow batch in front of the database as a relation (`stage`).
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -18,9 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ogsync.deletions import DELETABLE, DELETION_EVENTS, UNSENT
+from ogsync.destinations import sql_history, sql_rules
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
+    CURRENT_VIEW_SUFFIX,
     DELETIONS_TABLE,
+    DEPRECATED_VIEW_SUFFIX,
     EVENTS_TABLE,
     META_COLUMNS,
     REJECTED_TABLE,
@@ -40,13 +44,12 @@ from ogsync.destinations.base import (
     quote,
 )
 from ogsync.endpoints import Endpoint, FieldType
+from ogsync.governance import Governance
 from ogsync.plan import Checkpoint, EndpointState
 from ogsync.vocabulary import DeletionReason
 
-# Each endpoint table has a view of its rows not soft-deleted: `<table>_current`, and until
-# ogsync 0.2 the same view under its old name, `<table>_live`.
-CURRENT_VIEW_SUFFIX = "_current"
-DEPRECATED_VIEW_SUFFIX = "_live"
+log = logging.getLogger("ogsync.destinations")
+DELETABLE_NAMES = frozenset(ep.name for ep in DELETABLE)
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,14 @@ class Dialect:
     types: Mapping[FieldType, str]
     json: str  # the JSON type: _raw and the JSON fields
     param: str = "?"
+    # A hash of a JSON value's content, the same for the text staged and the value stored.
+    hash_template: str = "md5(CAST({} AS VARCHAR))"
 
     def column_type(self, kind: FieldType) -> str:
         return self.types[kind]
+
+    def content_hash(self, value: str) -> str:
+        return self.hash_template.format(value)
 
     @property
     def meta_types(self) -> dict[str, str]:
@@ -122,8 +130,18 @@ class SqlDestination(ABC):
         )
         return {row[0] for row in rows}
 
+    # The endpoints as `prepare` was given them (with the settings' rules): the tables'
+    # columns and which keep history. A caller may name an endpoint by its plain table entry.
+    _prepared: dict[str, Endpoint] = {}  # noqa: RUF012 (set per instance in prepare)
+
+    def governed(self, ep: Endpoint) -> Endpoint:
+        return self._prepared.get(ep.name, ep)
+
     def prepare(self, endpoints: Iterable[Endpoint]) -> None:
+        endpoints = list(endpoints)
+        self._prepared = {ep.name: ep for ep in endpoints}
         with self.transaction():
+            sql_rules.check_rules(self, endpoints)  # before anything is changed
             self.execute(f"CREATE SCHEMA IF NOT EXISTS {self.s}")
             for ep in endpoints:
                 self._create_table(ep)
@@ -167,6 +185,16 @@ class SqlDestination(ABC):
                 f"object_type VARCHAR, object_id VARCHAR, payload {self.dialect.json}, "
                 "stored_at TIMESTAMPTZ)"
             )
+            sql_rules.create_rules_table(self)
+            sql_rules.record_rules(self, endpoints)
+            for ep in endpoints:
+                if ep.history and sql_history.create_history(self, ep):
+                    seeded = sql_history.seed(self, ep)
+                    if seeded:
+                        log.warning(
+                            "%s: history begins now, with its %d current rows; earlier "
+                            "versions were never seen", ep.name, seeded,
+                        )  # fmt: skip
 
     def _columns(self, ep: Endpoint) -> list[tuple[str, str]]:
         fields = [(f.column, self.dialect.column_type(f.type)) for f in ep.fields]
@@ -258,17 +286,21 @@ class SqlDestination(ABC):
             with self.transaction():
                 self.record_rejected(rows, run_id, datetime.now(UTC))
 
-    def upsert_statement(self, ep: Endpoint, staged: str, batch: pa.Table) -> str:
-        """The newer-wins upsert of a staged batch. A batch whose keys repeat is first cut to
-        one copy a key (`TableSql.dedupe_order`); most batches' keys don't, and skip that."""
-        sql = self.table_sql(ep)
+    def typed_columns(self, ep: Endpoint) -> list[str]:
+        """The endpoint's columns as a staged batch gives them, JSON fields cast to JSON."""
         json_types = (FieldType.JSON, FieldType.JSON_TEXT)
-        selected = [
+        return [
             f"CAST({quote(f.column)} AS {self.dialect.json})"
             if f.type in json_types
             else quote(f.column)
             for f in ep.fields
         ]
+
+    def upsert_statement(self, ep: Endpoint, staged: str, batch: pa.Table) -> str:
+        """The newer-wins upsert of a staged batch. A batch whose keys repeat is first cut to
+        one copy a key (`TableSql.dedupe_order`); most batches' keys don't, and skip that."""
+        sql = self.table_sql(ep)
+        selected = self.typed_columns(ep)
         names = [quote(c) for c in sql.columns] + list(META_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in names)
         key = quote(sql.key)
@@ -288,11 +320,14 @@ class SqlDestination(ABC):
         )
 
     def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
+        ep = self.governed(ep)
         with self.stage(f"ogsync_batch_{ep.name}", batch) as staged:
             written = self.upserted(self.upsert_statement(ep, staged, batch), [synced_at, run_id])
-            if ep in DELETABLE:  # deletions that arrived before these records did
+            if ep.name in DELETABLE_NAMES:  # deletions that arrived before these records did
                 key = quote(ep.column_key)
                 self._apply_tombstones(ep, f"{key} IN (SELECT {key} FROM {staged})")
+            if ep.history:
+                sql_history.add_versions(self, ep, staged, synced_at, run_id)
             return written
 
     def _apply_tombstones(self, ep: Endpoint, where: str, params: Sequence[Any] = ()) -> int:
@@ -301,18 +336,19 @@ class SqlDestination(ABC):
         A row whose version is newer than the deletion stays live. Deletions of a parent
         (an order) cover its children (its items) through the cascade's linking column.
         """
+        ep = self.governed(ep)
         sql = self.table_sql(ep)
         upd = quote(sql.update_column) if sql.update_column else "NULL"
         links = [(ep, quote(ep.column_key))]
         links += [
             (event.endpoint, quote(column))
             for event in DELETION_EVENTS.values()
-            if event.cascade and event.cascade[0] == ep
+            if event.cascade and event.cascade[0].name == ep.name
             for column in [event.cascade[1]]
         ]
-        done = 0
+        gone: list[tuple[Any, ...]] = []
         for source, column in links:
-            done += len(
+            gone.extend(
                 self.execute(
                     f"UPDATE {sql.table} AS cur SET _deleted_at = d.deleted_at, "
                     f"_deleted_reason = d.reason FROM (SELECT record_id, max(deleted_at) AS "
@@ -325,7 +361,17 @@ class SqlDestination(ABC):
                     [source.name, *params],
                 )
             )
-        return done
+        self._redraw_history(ep, [k for (k,) in gone])
+        return len(gone)
+
+    def _redraw_history(self, ep: Endpoint, keys: Sequence[str]) -> None:
+        """Rows of these keys were soft-deleted: their last versions close."""
+        if not keys or not ep.history:
+            return
+        with self.stage(
+            f"ogsync_closed_{ep.name}", pa.table({"key": pa.array(keys, pa.string())})
+        ) as staged:
+            sql_history.redraw(self, ep, f"SELECT key FROM {staged}")
 
     def apply_events(self, events: Sequence[WebhookEvent]) -> ApplyResult:
         """Store webhook events and apply the deletions among them, in one transaction.
@@ -408,6 +454,7 @@ class SqlDestination(ABC):
     ) -> int:
         """Soft-delete the live rows whose key is `membership` ("IN"/"NOT IN") `keys`, and
         record a tombstone for each in `_ogsync_deletions`."""
+        ep = self.governed(ep)
         sql = self.table_sql(ep)
         key = quote(sql.key)
         staged_keys = pa.table({"key": keys})
@@ -423,6 +470,7 @@ class SqlDestination(ABC):
                 f"INSERT INTO {self.s}.{DELETIONS_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
                 [(ep.name, k, now, reason, source, now) for (k,) in gone],
             )
+        self._redraw_history(ep, [k for (k,) in gone])
         return len(gone)
 
     def _save_state(self, ep: Endpoint, commit: Commit, now: datetime) -> None:
@@ -481,6 +529,15 @@ class SqlDestination(ABC):
     def log_run(self, run: RunLog) -> None:
         with self.transaction():
             self._upsert_run(run)
+
+    def rewrite(self, governance: Governance) -> list[str]:
+        return sql_rules.rewrite(self, governance)
+
+    def recreate(self, ep: Endpoint) -> None:
+        """The endpoint's tables, view and index as `prepare` makes them (after a rewrite)."""
+        self._create_table(ep)
+        if ep.history:
+            sql_history.create_history(self, ep)
 
     def unsent_keys(self, ep: Endpoint) -> set[str]:
         orders = f"{self.s}.orders"

@@ -401,6 +401,23 @@ async def truth(request: Request) -> Response:
     return StreamingResponse(chunks(), media_type="application/json")
 
 
+async def versions(request: Request) -> Response:
+    """Every version each record of the endpoint has had since the merchant was generated,
+    oldest first: `{"id", "record", "current"}` (current: the version served now; a deleted
+    record has none)."""
+    sim: Simulator = request.app.state.sim
+    try:
+        ep = _endpoint_or_404(request)
+    except BadRequest as exc:
+        return json_response(exc.payload, exc.status)
+    return json_response(
+        [
+            {"id": record_id, "record": orjson.loads(body), "current": bool(current)}
+            for record_id, _, body, current in sim.store.versions(ep)
+        ]
+    )
+
+
 async def deleted(request: Request) -> Response:
     sim: Simulator = request.app.state.sim
     try:
@@ -501,6 +518,7 @@ def build_app(sim: Simulator) -> Starlette:
     routes += [
         Route("/__sim__/truth/{endpoint}", truth, methods=["GET"]),
         Route("/__sim__/deleted/{endpoint}", deleted, methods=["GET"]),
+        Route("/__sim__/versions/{endpoint}", versions, methods=["GET"]),
         Route("/__sim__/advance", advance, methods=["POST"]),
         Route("/__sim__/clock", clock, methods=["GET", "POST"]),
         Route("/__sim__/stats", stats, methods=["GET"]),

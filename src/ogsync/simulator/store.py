@@ -73,6 +73,13 @@ class Store:
             "CREATE TABLE IF NOT EXISTS deleted (endpoint TEXT, id TEXT, deleted_at INTEGER, "
             "PRIMARY KEY (endpoint, id))"
         )
+        # Versions replaced or deleted since the merchant was generated (tests compare a
+        # warehouse's history with them); the current ones are the endpoint tables.
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS versions (endpoint TEXT, id TEXT, sort_ts INTEGER, "
+            "body BLOB)"
+        )
+        self.keeping_versions = False  # not while the generated records go in
 
     def create_indexes(self) -> None:
         """The paging and filter indexes; built once after the bulk load, which is faster
@@ -87,6 +94,7 @@ class Store:
                     f"ON {ep.name} ({_column(p)}, sort_ts, id)"
                 )
         self.conn.execute("ANALYZE")
+        self.keeping_versions = True
 
     # -- writing -------------------------------------------------------------------------
 
@@ -105,10 +113,21 @@ class Store:
             )
             for rec in records
         )
+        if self.keeping_versions:
+            rows = list(rows)
+            self._keep_versions(ep, [r[0] for r in rows])
         cur = self.conn.executemany(sql, rows)
         return cur.rowcount
 
+    def _keep_versions(self, ep: Endpoint, ids: Sequence[str]) -> None:
+        self.conn.executemany(
+            f"INSERT INTO versions SELECT ?, id, sort_ts, body FROM {ep.name} WHERE id = ?",
+            [(ep.name, i) for i in ids],
+        )
+
     def delete(self, ep: Endpoint, ids: Sequence[str], at: int) -> None:
+        if self.keeping_versions:
+            self._keep_versions(ep, ids)
         self.conn.executemany(f"DELETE FROM {ep.name} WHERE id = ?", [(i,) for i in ids])
         self.conn.executemany(
             "INSERT OR IGNORE INTO deleted VALUES (?, ?, ?)", [(ep.name, i, at) for i in ids]
@@ -204,6 +223,16 @@ class Store:
             for _, body in rows:
                 yield body
             last = rows[-1][0]
+
+    def versions(self, ep: Endpoint) -> list[tuple[str, int, bytes, int]]:
+        """Every version of each record since generation, (id, sort_ts, body, current),
+        oldest first per record: those replaced or deleted, then the current one."""
+        rows = self.conn.execute(
+            f"SELECT id, sort_ts, body, 0 FROM versions WHERE endpoint = ? "
+            f"UNION ALL SELECT id, sort_ts, body, 1 FROM {ep.name} ORDER BY 1, 4, 2",
+            (ep.name,),
+        )
+        return rows.fetchall()
 
     def deleted(self, ep: Endpoint) -> list[tuple[str, int]]:
         return self.conn.execute(

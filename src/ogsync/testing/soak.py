@@ -26,12 +26,14 @@ import duckdb
 import httpx
 import orjson
 
+from ogsync.destinations.duckdb import file_url
 from ogsync.endpoints import select
 from ogsync.simulator.server import DEFAULT_API_KEY, free_port, simulator_process
 from ogsync.testing.cli import clean_env
+from ogsync.testing.sim_control import DeliveriesPending, FaultChanges, SimControl
 
 SECRET = "soak-webhook-secret"
-FAULTS = {"rate_429": 0.2, "rate_5xx": 0.05, "rate_drop": 0.02, "rate_malformed": 0.01}
+FAULTS = FaultChanges(rate_429=0.2, rate_5xx=0.05, rate_drop=0.02, rate_malformed=0.01)
 
 
 def ogsync_process(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
@@ -52,16 +54,13 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
-def check(api: str, db: Path, inbox: Path) -> dict[str, int]:
+def check(control: SimControl, db: Path, inbox: Path) -> dict[str, int]:
     """Compare the warehouse with the truth; return what was checked. Raises on a difference."""
     checked: dict[str, int] = {}
     with duckdb.connect(str(db), read_only=True) as conn:
         for ep in select(None):  # the default endpoints, which the runs sync
-            truth = {
-                str(r[ep.key]): r
-                for r in httpx.get(f"{api}/__sim__/truth/{ep.name}", timeout=120).json()
-            }
-            gone = set(httpx.get(f"{api}/__sim__/deleted/{ep.name}").json())
+            truth = control.truth_by_key(ep)
+            gone = set(control.deleted(ep))
             key = ep.column_key
             rows = conn.execute(
                 f'SELECT "{key}", _raw, _deleted_at FROM ordergroove.{ep.name}'
@@ -95,7 +94,7 @@ def check(api: str, db: Path, inbox: Path) -> dict[str, int]:
             }
             assert watermark in starts, f"{endpoint}: watermark {watermark} from no committed run"
         stored = {r[0] for r in conn.execute("SELECT event_id FROM ordergroove.events").fetchall()}
-    delivered = set(httpx.get(f"{api}/__sim__/webhooks").json()["delivered_ids"])
+    delivered = set(control.webhooks()["delivered_ids"])
     assert delivered <= stored, f"{len(delivered - stored)} delivered events not in the warehouse"
     checked["events"] = len(stored)
     return checked
@@ -138,9 +137,9 @@ def run_soak(
                 "--webhook-secret", SECRET, "--webhook-duplicates", "0.2", "--webhook-shuffle",
                 "--webhook-retry-seconds", "0.2", "--limit-per-minute", "1000000"]  # fmt: skip
     started = time.monotonic()
-    with simulator_process(sim_args, timeout=300) as api:
+    with simulator_process(sim_args, timeout=300) as api, SimControl(api.url) as control:
         env.update(OGSYNC_API_KEY=DEFAULT_API_KEY, OGSYNC_BASE_URL=api.url,
-                   OGSYNC_DESTINATION=f"duckdb:///{db}", OGSYNC_WEBHOOK_SECRET=SECRET,
+                   OGSYNC_DESTINATION=file_url(db), OGSYNC_WEBHOOK_SECRET=SECRET,
                    OGSYNC_WEBHOOK_INBOX=str(inbox))  # fmt: skip
         receive = ["webhooks", "serve", "--port", str(receiver_port), "--inbox", str(inbox)]
         children: list[subprocess.Popen] = []
@@ -153,16 +152,17 @@ def run_soak(
         try:
             receiver = spawn(receive)
             wait_http(f"http://127.0.0.1:{receiver_port}/healthz")
-            httpx.post(f"{api.url}/__sim__/faults", json=FAULTS).raise_for_status()
+            control.set_faults(**FAULTS)
 
             changing = threading.Event()
             changing.set()
 
             def change() -> None:
-                while changing.is_set():
-                    httpx.post(f"{api.url}/__sim__/advance", json={"minutes": 2, "changes": 20},
-                               timeout=60)  # fmt: skip
-                    time.sleep(0.3)
+                # A client of its own: the main thread uses `control` meanwhile.
+                with SimControl(api.url, timeout=60) as changes:
+                    while changing.is_set():
+                        changes.advance(minutes=2, changes=20)
+                        time.sleep(0.3)
 
             changer = threading.Thread(target=change, daemon=True)
             changer.start()
@@ -189,24 +189,20 @@ def run_soak(
                     wait_http(f"http://127.0.0.1:{receiver_port}/healthz")
             changing.clear()
             changer.join()
-            stats = httpx.get(f"{api.url}/__sim__/stats").json()
+            stats = control.stats()
             calm = {k: 0.0 for k in FAULTS} | {"latency_ms": 0.0}
-            httpx.post(f"{api.url}/__sim__/faults", json=calm).raise_for_status()
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                hooks = httpx.get(f"{api.url}/__sim__/webhooks").json()
-                if (
-                    hooks["delivered"] + hooks["gave_up"] >= hooks["queued"]
-                    and not hooks["pending"]
-                ):
-                    break
-                time.sleep(0.2)
+            control.set_faults(**calm)
+            try:
+                hooks = control.wait_for_deliveries(timeout=120, interval=0.2)
+            except DeliveriesPending as pending:
+                # Go on regardless: the check below finds any delivered event that is missing.
+                hooks = pending.state
             receiver.send_signal(signal.SIGTERM)
             receiver.wait(timeout=30)
             final = subprocess.run([sys.executable, "-m", "ogsync", "sync", "--log-format", "json"],
                                    env=env, cwd=work, capture_output=True, text=True)  # fmt: skip
             assert final.returncode == 0, final.stderr[-2000:]
-            checked = check(api.url, db, inbox)
+            checked = check(control, db, inbox)
             return SoakReport(
                 command=command,
                 runs=kills,

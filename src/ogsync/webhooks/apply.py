@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ogsync.deletions import DELETION_EVENTS
 from ogsync.destinations.base import ApplyResult, Destination, Rejected
+from ogsync.governance import NONE, Governance
 from ogsync.webhooks.inbox import (
     DEFAULT_INBOX_PATH,
     INBOX_ENV,
@@ -30,14 +31,22 @@ log = logging.getLogger("ogsync.webhooks")
 BATCH = 1000
 
 
-def apply_inbox(inbox: Inbox, destination: Destination, batch: int = BATCH) -> ApplyResult:
+def apply_inbox(
+    inbox: Inbox,
+    destination: Destination,
+    governance: Governance = NONE,
+    batch: int = BATCH,
+) -> ApplyResult:
     """Apply what the inbox held when this began (so a steady stream of webhooks can't hold a
     sync back), a batch at a time. An event that can't be applied is set aside in the
-    warehouse's `_ogsync_rejected` with its payload and why, and the drain goes on."""
+    warehouse's `_ogsync_rejected` with its payload and why, and the drain goes on. Payloads
+    reach the warehouse with the field rules applied."""
     total = ApplyResult()
     budget = inbox.backlog()
     while budget > 0 and (events := inbox.pending(min(batch, budget))):
         budget -= len(events)
+        if governance.changes_records:
+            events = [replace(e, payload=governance.payload(e.payload)) for e in events]
         applicable, rejected = _checked(events)
         result = _apply(destination, applicable, rejected)
         destination.reject(rejected)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import uvicorn
@@ -36,6 +36,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ogsync.governance import NONE, Governance
 from ogsync.serving import serve_until_stopped, uvicorn_config, uvicorn_in_thread
 from ogsync.webhooks.deadlines import HEADER_TIMEOUT_SECONDS, with_header_deadline
 from ogsync.webhooks.inbox import Inbox, InboxEvent, InvalidEvent, NotJSON
@@ -175,11 +176,13 @@ def build_receiver(
     commit_timeout: float = COMMIT_TIMEOUT_SECONDS,
     body_timeout: float = BODY_TIMEOUT_SECONDS,
     close_inbox: bool = False,
+    governance: Governance = NONE,
 ) -> Starlette:
     """The ASGI app. `accepted_types` are the event types that act on the warehouse (default:
     the deletions); events of other types are stored too, and reach its `events` table.
     With `close_inbox`, the server's shutdown (lifespan) closes the inbox after the last
-    request has been answered."""
+    request has been answered. The inbox keeps each body with `governance`'s field rules
+    applied (the signature was checked on the body as sent)."""
     keys = [s for s in secrets if s]
     if not keys:
         raise ValueError("the receiver needs at least one webhook secret")
@@ -193,6 +196,7 @@ def build_receiver(
         max_body=max_body,
         commit_timeout=commit_timeout,
         body_timeout=body_timeout,
+        governance=governance,
     )
 
     @asynccontextmanager
@@ -225,6 +229,7 @@ class _Receiver:
     max_body: int
     commit_timeout: float
     body_timeout: float
+    governance: Governance
 
     def __post_init__(self) -> None:
         self.metrics = ReceiverMetrics(self.inbox)
@@ -260,11 +265,14 @@ class _Receiver:
         if limit is not None and abs(time.time() - timestamp) > limit:
             raise _Refusal(401, "stale_signature", f"ts is more than {limit}s off")
         try:
-            return InboxEvent.from_body(body)
+            event = InboxEvent.from_body(body)
         except (InvalidEvent, UnicodeDecodeError) as exc:
             not_json = isinstance(exc, NotJSON | UnicodeDecodeError)
             reason = "not_json" if not_json else "invalid_event"
             raise _Refusal(400, reason, str(exc)) from None
+        if self.governance.changes_records:
+            event = replace(event, payload=self.governance.payload(event.payload))
+        return event
 
     async def _stored(self, event: InboxEvent) -> Response:
         try:
@@ -335,6 +343,7 @@ def serve_webhooks(
     *,
     max_age_seconds: int | None = None,
     accepted_types: Iterable[str] | None = None,
+    governance: Governance = NONE,
 ) -> None:
     """Serve the receiver under uvicorn until interrupted; close the inbox afterwards."""
     app = build_receiver(
@@ -343,6 +352,7 @@ def serve_webhooks(
         max_age_seconds,
         set(accepted_types) if accepted_types is not None else None,
         close_inbox=True,
+        governance=governance,
     )
     try:
         serve_until_stopped(receiver_config(app, host, port))
