@@ -17,6 +17,7 @@ def test_the_demo_syncs_changes_and_soft_deletes_what_the_webhooks_announce(tmp_
     text = out.getvalue()
     assert "1. Full sync of all nine endpoints" in text
     assert "Signed webhooks delivered to the receiver" in text
+    assert "ordergroove.orders_current" in text  # how to query it, by the view's new name
     with duckdb.connect(str(path), read_only=True) as conn:
         (deleted,) = conn.execute(
             "SELECT count(*) FROM ordergroove.orders WHERE _deleted_reason = 'webhook:order.delete'"

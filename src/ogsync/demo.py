@@ -20,6 +20,7 @@ from rich.table import Table
 from ogsync.config import Settings
 from ogsync.destinations.duckdb import file_url
 from ogsync.endpoints import ENDPOINTS
+from ogsync.shell import runnable
 from ogsync.simulator.server import SimulatorConfig, simulator_in_thread
 from ogsync.sync import SyncOptions, SyncResult, run_sync
 from ogsync.webhooks.inbox import SQLiteInbox
@@ -27,7 +28,7 @@ from ogsync.webhooks.receiver import receiver_in_thread
 
 
 def _counts(path: Path, schema: str) -> dict[str, tuple[int, int]]:
-    """(live, soft-deleted) rows per table."""
+    """(current, soft-deleted) rows per table."""
     with duckdb.connect(str(path), read_only=True) as conn:
         return {
             ep.name: conn.execute(
@@ -93,7 +94,7 @@ def run_demo(records: int, path: Path, console: Console) -> None:
         after = _counts(path, settings.schema)
 
         table = Table(title=f"What changed in {path}")
-        for column in ("table", "live before", "live after", "soft-deleted", "API now"):
+        for column in ("table", "current before", "current after", "soft-deleted", "API now"):
             table.add_column(column, justify="left" if column == "table" else "right")
         for ep in ENDPOINTS:
             truth = len(httpx.get(f"{sim.url}/__sim__/truth/{ep.name}", timeout=60).json())
@@ -105,10 +106,14 @@ def run_demo(records: int, path: Path, console: Console) -> None:
                 f"{truth:,}",
             )
         console.print(table)
+        query = "SELECT status, count(*) FROM ordergroove.orders_current GROUP BY 1"
         console.print(
-            'Query it: .venv/bin/python -c "import duckdb; '
-            f"print(duckdb.connect('{path}').sql("
-            "'SELECT status, count(*) FROM ordergroove.orders_live GROUP BY 1'))\""
+            f"Query it ({path} is yours to keep; orders_current is orders not deleted):\n"
+            f'  {runnable("python")} -c "import duckdb; '
+            f"duckdb.connect('{path}').sql('{query}').show()\"",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
         )
 
 

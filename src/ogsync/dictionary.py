@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from ogsync.deletions import DELETION_EVENTS
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
+    CURRENT_VIEW_SUFFIX,
     DELETIONS_TABLE,
+    DEPRECATED_VIEW_SUFFIX,
     EVENTS_TABLE,
     REJECTED_TABLE,
     RUNS_TABLE,
@@ -359,8 +361,9 @@ def _hashed(ep: Endpoint) -> frozenset[str]:
 
 
 def endpoint_tables(ep: Endpoint) -> list[TableDoc]:
-    """An endpoint's table, its `_live` view and (when it keeps history) its history table,
-    for the endpoint as the warehouse keeps it (`Governance.endpoint`)."""
+    """An endpoint's table, its `_current` view (and that view's deprecated alias, `_live`)
+    and, when it keeps history, its history table, for the endpoint as the warehouse keeps it
+    (`Governance.endpoint`)."""
     hashed = _hashed(ep)
     fields = tuple(_field_doc(ep, f, hashed) for f in ep.fields)
     key = (ep.column_key,)
@@ -374,8 +377,14 @@ def endpoint_tables(ep: Endpoint) -> list[TableDoc]:
             key,
         ),
         TableDoc(
-            f"{ep.name}_live",
+            ep.name + CURRENT_VIEW_SUFFIX,
             f"The rows of {ep.name} not deleted (`_deleted_at` empty).",
+            fields + META_DOCS,
+            key,
+        ),
+        TableDoc(
+            ep.name + DEPRECATED_VIEW_SUFFIX,
+            f"Deprecated: use {ep.name}{CURRENT_VIEW_SUFFIX}. Removed in ogsync 0.2.",
             fields + META_DOCS,
             key,
         ),
@@ -403,7 +412,8 @@ def warehouse_tables(endpoints: Iterable[Endpoint], *, inbox: bool = False) -> l
 
 def tables(governance: Governance = NONE, *, inbox: bool = False) -> list[TableDoc]:
     """Every table ogsync writes with these settings: the nine endpoint tables (fields the
-    rules leave out are gone, hashed ones are described as hashed), their `_live` views, the
+    rules leave out are gone, hashed ones are described as hashed), their `_current` views
+    (and deprecated `_live` aliases), the
     history tables the settings keep, the bookkeeping tables and `codes`. NONE keeps no history
     and no rules: pass a merchant's `Settings.rules` for theirs."""
     return warehouse_tables(governance.endpoints(ENDPOINTS), inbox=inbox)

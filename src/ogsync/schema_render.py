@@ -8,6 +8,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from ogsync.destinations.base import CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX
 from ogsync.dictionary import TableDoc, labels
 from ogsync.endpoints import BY_NAME
 
@@ -63,8 +64,8 @@ def as_json(doc: TableDoc) -> dict[str, Any]:
 
 
 def _endpoint_of(table: str) -> str | None:
-    """The endpoint whose fields a table holds: its own, its `_live` view's, its history's."""
-    for suffix in ("", "_live", "_history"):
+    """The endpoint whose fields a table holds: its own, its views', its history's."""
+    for suffix in ("", CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX, "_history"):
         name = table.removesuffix(suffix) if suffix else table
         if (not suffix or table.endswith(suffix)) and name in BY_NAME:
             return name

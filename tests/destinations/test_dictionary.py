@@ -152,7 +152,12 @@ def test_fields_added_to_the_endpoint_table_reach_an_existing_warehouse(wh):
     stored = comments(wh)
     types = wh.column_types("subscriptions")
     assert types["prepaid_subscription_context"] == "json"
-    for table in ("subscriptions", "subscriptions_live", "subscriptions_history"):
+    for table in (
+        "subscriptions",
+        "subscriptions_current",
+        "subscriptions_live",
+        "subscriptions_history",
+    ):
         assert new <= set(in_warehouse[table]), table
         described = {c.name: c.description for c in dictionary.table(table).columns}
         for name in new:

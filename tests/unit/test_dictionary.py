@@ -26,7 +26,9 @@ EVERYTHING = Governance(history=frozenset(BY_NAME))
 
 def test_tables_without_settings_are_the_endpoints_their_views_and_the_bookkeeping():
     names = [t.name for t in tables()]
-    endpoint_tables = [n for ep in ENDPOINTS for n in (ep.name, f"{ep.name}_live")]
+    endpoint_tables = [
+        n for ep in ENDPOINTS for n in (ep.name, f"{ep.name}_current", f"{ep.name}_live")
+    ]
     assert names == [*endpoint_tables, *BOOKKEEPING]
     assert tables(NONE) == tables()
 
@@ -71,7 +73,9 @@ def test_endpoint_tables_describe_the_fields_then_the_metadata():
         assert meta == [
             "_raw", "_updated_latest", "_synced_at", "_run_id", "_deleted_at", "_deleted_reason"
         ]  # fmt: skip
-        assert table(f"{ep.name}_live").columns == doc.columns
+        assert table(f"{ep.name}_current").columns == doc.columns
+        alias = table(f"{ep.name}_live")  # the deprecated name of the view, until 0.2
+        assert alias.columns == doc.columns and alias.description.startswith("Deprecated: use ")
     history = [c.name for c in table("orders_history").columns][len(BY_NAME["orders"].fields) :]
     assert history == [
         "_raw", "_valid_from", "_valid_to", "_is_current", "_closed_reason", "_version_hash",

@@ -22,7 +22,9 @@ from ogsync.deletions import DELETABLE, DELETION_EVENTS, UNSENT
 from ogsync.destinations import sql_dictionary, sql_history, sql_rules
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
+    CURRENT_VIEW_SUFFIX,
     DELETIONS_TABLE,
+    DEPRECATED_VIEW_SUFFIX,
     EVENTS_TABLE,
     META_COLUMNS,
     REJECTED_TABLE,
@@ -220,18 +222,23 @@ class SqlDestination(ABC):
         for name, kind in self._columns(ep):  # fields added to the table since it was made
             if name not in existing:
                 self.execute(f"ALTER TABLE {sql.table} ADD COLUMN {quote(name)} {kind}")
-        # Made again only when the table's columns changed: replacing a view drops its
-        # comments in some warehouses (DuckDB).
-        viewed = self.execute(
-            "SELECT column_name FROM information_schema.columns "
-            f"WHERE table_schema = ? AND table_name = ? {self.in_catalog}",
-            [self.schema, ep.name + "_live"],
-        )
-        if {row[0] for row in viewed} != {name for name, _ in self._columns(ep)}:
-            self.execute(
-                f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + '_live')} AS "
-                f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
+        # `<table>_current`: the rows not soft-deleted. Its old name, `<table>_live`, read as the
+        # API's own `live` field (an active subscription) and is kept one release as an alias.
+        # Each is made again only when the table's columns changed: replacing a view drops its
+        # comments in some warehouses (DuckDB), which the data dictionary writes (the alias's
+        # says it is deprecated).
+        columns = {name for name, _ in self._columns(ep)}
+        for suffix in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX):
+            viewed = self.execute(
+                "SELECT column_name FROM information_schema.columns "
+                f"WHERE table_schema = ? AND table_name = ? {self.in_catalog}",
+                [self.schema, ep.name + suffix],
             )
+            if {row[0] for row in viewed} != columns:
+                self.execute(
+                    f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + suffix)} AS "
+                    f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
+                )
 
     def stored_comments(self) -> dict[tuple[str, str | None], str] | None:
         """The comments the schema holds, by (relation, column or None); None when the
