@@ -76,6 +76,9 @@ def test_every_table_and_column_of_a_synced_warehouse_is_described_and_commented
         for column in in_warehouse[name]:
             text = described[column].description
             assert text.strip(), f"{name}.{column}"
+            if name.endswith("_live"):  # the deprecated alias: its note names the view to use
+                assert (name, column) not in stored
+                continue
             assert stored.get((name, column)) == text, f"{name}.{column}"
     # The field rules show: a left-out field is in no table, a hashed one says so.
     assert "phone_number" not in in_warehouse["customers"]
@@ -162,4 +165,5 @@ def test_fields_added_to_the_endpoint_table_reach_an_existing_warehouse(wh):
         described = {c.name: c.description for c in dictionary.table(table).columns}
         for name in new:
             assert subs.field_named(name).description in described[name]
-            assert stored[(table, name)] == described[name], (table, name)
+            if not table.endswith("_live"):
+                assert stored[(table, name)] == described[name], (table, name)

@@ -176,6 +176,9 @@ class DuckDBDestination(SqlDestination):
         cursor = self.conn.execute(sql, list(params))
         return cursor.fetchall() if cursor.description else []
 
+    def execute_script(self, statements: Sequence[str]) -> None:
+        self.conn.execute(";\n".join(statements))
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self.conn.executemany(sql, [list(r) for r in rows])
 

@@ -198,6 +198,10 @@ class PostgresDestination(SqlDestination):
         cursor = self.conn.execute(self.q(sql), list(params))  # type: ignore[arg-type]
         return cursor.fetchall() if cursor.description else []
 
+    def execute_script(self, statements: Sequence[str]) -> None:
+        # Without parameters psycopg sends the text as it is, several statements in one trip.
+        self.conn.execute(";\n".join(statements))
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.conn.cursor() as cursor:
             cursor.executemany(self.q(sql), [list(r) for r in rows])  # type: ignore[arg-type]

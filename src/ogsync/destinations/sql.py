@@ -94,6 +94,12 @@ class SqlDestination(ABC):
     @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
+    def execute_script(self, statements: Sequence[str]) -> None:
+        """Run statements that take no parameters, in order. A database that runs several
+        in one call overrides this: a new warehouse's comments are hundreds of statements."""
+        for statement in statements:
+            self.execute(statement)
+
     @abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
         """Commit on success, roll back on any error."""
@@ -211,14 +217,15 @@ class SqlDestination(ABC):
         self.execute(
             f"CREATE TABLE IF NOT EXISTS {sql.table} ({columns}, PRIMARY KEY ({quote(sql.key)}))"
         )
-        existing = {
-            row[0]
-            for row in self.execute(
-                "SELECT column_name FROM information_schema.columns "
-                f"WHERE table_schema = ? AND table_name = ? {self.in_catalog}",
-                [self.schema, ep.name],
-            )
-        }
+        views = [ep.name + CURRENT_VIEW_SUFFIX, ep.name + DEPRECATED_VIEW_SUFFIX]
+        present: dict[str, set[str]] = {}
+        for relation, column in self.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            f"WHERE table_schema = ? AND table_name IN (?, ?, ?) {self.in_catalog}",
+            [self.schema, ep.name, *views],
+        ):
+            present.setdefault(relation, set()).add(column)
+        existing = present.get(ep.name, set())
         for name, kind in self._columns(ep):  # fields added to the table since it was made
             if name not in existing:
                 self.execute(f"ALTER TABLE {sql.table} ADD COLUMN {quote(name)} {kind}")
@@ -228,15 +235,10 @@ class SqlDestination(ABC):
         # comments in some warehouses (DuckDB), which the data dictionary writes (the alias's
         # says it is deprecated).
         columns = {name for name, _ in self._columns(ep)}
-        for suffix in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX):
-            viewed = self.execute(
-                "SELECT column_name FROM information_schema.columns "
-                f"WHERE table_schema = ? AND table_name = ? {self.in_catalog}",
-                [self.schema, ep.name + suffix],
-            )
-            if {row[0] for row in viewed} != columns:
+        for view in views:
+            if present.get(view) != columns:
                 self.execute(
-                    f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + suffix)} AS "
+                    f"CREATE OR REPLACE VIEW {self.s}.{quote(view)} AS "
                     f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
                 )
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ogsync.destinations.base import quote
+from ogsync.destinations.base import DEPRECATED_VIEW_SUFFIX, quote
 from ogsync.dictionary import CODES, CODES_TABLE, warehouse_tables
 from ogsync.endpoints import Endpoint
 
@@ -73,20 +73,24 @@ def comment(dest: SqlDestination, endpoints: Iterable[Endpoint]) -> int:
             continue
         kind = "VIEW" if relations[doc.name] == "VIEW" else "TABLE"
         wanted.append((kind, doc.name, None, doc.description))
+        if doc.name.endswith(DEPRECATED_VIEW_SUFFIX):
+            continue  # its note says which view to use instead, whose columns are described
         wanted += [
             ("COLUMN", doc.name, c.name, c.description)
             for c in doc.columns
             if c.name in columns.get(doc.name, ())
         ]
     stored = dest.stored_comments()
-    written = 0
-    for kind, relation, column, text in wanted:
-        if stored is not None and stored.get((relation, column)) == text:
-            continue
-        name = f"{dest.s}.{quote(relation)}" + (f".{quote(column)}" if column else "")
-        dest.execute(dest.comment_statement(kind, name, text))
-        written += 1
-    return written
+    statements = [
+        dest.comment_statement(
+            kind, f"{dest.s}.{quote(relation)}" + (f".{quote(column)}" if column else ""), text
+        )
+        for kind, relation, column, text in wanted
+        if stored is None or stored.get((relation, column)) != text
+    ]
+    if statements:
+        dest.execute_script(statements)
+    return len(statements)
 
 
 def comments_by_name(rows: Sequence[Sequence[object]]) -> dict[tuple[str, str | None], str]:
