@@ -98,6 +98,13 @@ KINDS: tuple[WarehouseKind, ...] = (
         hosts_inbox=True,
         extra="postgres",
     ),
+    WarehouseKind(
+        "Snowflake",
+        ("snowflake",),
+        "snowflake://USER@ACCOUNT/DATABASE?warehouse=W&role=R",
+        "ogsync.destinations.snowflake",
+        checks_access=True,
+    ),
 )
 DEFAULT_URL = "duckdb:///ogsync.duckdb"
 EXAMPLES = " or ".join(kind.example for kind in KINDS)
