@@ -113,7 +113,7 @@ def probe_access(
     # it (writing to the table it could not make) is not tried.
     table = f"{s}.{CHECK_TABLE}"
     steps = [
-        ("create tables", "CREATE TABLE", f"CREATE TABLE IF NOT EXISTS {table} (at {TS})"),
+        ("create tables", "CREATE TABLE", f"CREATE TABLE IF NOT EXISTS {table} (checked_at {TS})"),
         ("write through a warehouse", "", f"INSERT INTO {table} SELECT current_timestamp()"),
         ("create views", "CREATE VIEW", f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {table}"),
         ("create stages to load through", "CREATE STAGE",
