@@ -21,7 +21,7 @@ from .conftest import Warehouse
 DATABASE = "OGSYNC"
 # Short, so that a writer killed on purpose gives its schema up within the suite's patience;
 # renewed every quarter of it.
-LEASE_SECONDS = 5
+LEASE_SECONDS = 3
 
 
 @dataclass

@@ -64,6 +64,7 @@ from ogsync.destinations.snowflake_connect import (
     Target,
     connect,
     credentials,
+    is_error,
     masked,
     parse_url,
     session_lost,
@@ -174,8 +175,10 @@ class SnowflakeDestination(SqlDestination):
         try:
             self._ensure_schema()
             self._abort_sessions(self.lease.acquire(self._run, self._session_id()))
-        except BaseException:
+        except BaseException as exc:
             self._close_connection()
+            if is_error(exc):
+                raise self._refused("take", exc) from None
             raise
         self.lease.start()
 
@@ -358,7 +361,19 @@ class SnowflakeDestination(SqlDestination):
         return {row[0].lower() for row in rows}
 
     def prepare(self, endpoints: Iterable[Endpoint]) -> None:
-        self._reconnecting(lambda: self._prepare(list(endpoints)))
+        try:
+            self._reconnecting(lambda: self._prepare(list(endpoints)))
+        except Exception as exc:
+            if is_error(exc):
+                raise self._refused("prepare", exc) from None
+            raise
+
+    def _refused(self, doing: str, exc: BaseException) -> DestinationError:
+        """Making or taking the schema failed: most often a grant the role lacks."""
+        return DestinationError(
+            f"cannot {doing} schema {self.schema} on {masked(self.url)}: {self._safe(exc)} "
+            "(ogsync check names any grant the role lacks)"
+        )
 
     def _prepare(self, endpoints: list[Endpoint]) -> None:
         """Each DDL statement is its own transaction on Snowflake; all of them are idempotent.
