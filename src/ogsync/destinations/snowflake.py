@@ -236,11 +236,13 @@ class SnowflakeDestination(SqlDestination):
                 old = self._session_id()
                 self._close_connection()
                 time.sleep(0.2 * attempt)
-                with contextlib.suppress(DestinationError):  # the next attempt says if it failed
+                try:
                     self.conn = self._connect()
                     if self.lease is not None:
                         self.lease.moved(self._run, self._session_id())
-                    self._abort_sessions([old] if old else [])
+                except Exception:  # the next attempt says if it failed
+                    continue
+                self._abort_sessions([old] if old else [])
         raise DestinationError(f"lost the session with {masked(self.url)}: {problem}")
 
     def _close_connection(self) -> None:
