@@ -520,6 +520,17 @@ def test_check_access_names_the_grants_a_role_lacks(sf_wh):
             "GRANT USAGE ON WAREHOUSE LOAD_WH TO ROLE LOADER;",
             f"GRANT USAGE, CREATE VIEW ON SCHEMA OGSYNC.{sf_wh.schema.upper()} TO ROLE LOADER;",
         )
+        # The schema exists now: a role that may not create tables is not asked to write one.
+        report = probe_access(
+            refusing(session, {"CREATE TABLE": denied}), target, sf_wh.schema, sf_wh.url
+        )
+        assert f"schema OGSYNC.{sf_wh.schema.upper()} exists" in report.found
+        assert report.missing == (
+            f"role LOADER may not create tables in OGSYNC.{sf_wh.schema.upper()}",
+        )
+        assert report.grants == (
+            f"GRANT USAGE, CREATE TABLE ON SCHEMA OGSYNC.{sf_wh.schema.upper()} TO ROLE LOADER;",
+        )
         other = sf_wh.schema + "_new"
         run = refusing(session, {"CREATE SCHEMA": denied})
         report = probe_access(run, target, other, sf_wh.url)
