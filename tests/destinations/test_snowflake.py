@@ -42,6 +42,7 @@ from ogsync.options import SyncOptions
 from ogsync.outcome import Listener
 from ogsync.sync import sync_with
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
+from ogsync.testing.sim_control import SimControl
 from ogsync.webhooks.inbox import SQLiteInbox
 from ogsync.webhooks.receiver import receiver_in_thread
 
@@ -57,7 +58,6 @@ from .test_contract import (
     commit,
     prepared,
     rec,
-    sim_get,
     simulator,
     write,
 )
@@ -571,25 +571,15 @@ def run(sim: Any, dest: Any, listener: Listener | None = None, **options: Any) -
         return sync_with(client, dest, zone("America/Chicago"), opts, listener, inbox=inbox)
 
 
-def assert_deletions_reflected(sim: Any, wh: Any) -> None:
+def assert_deletions_reflected(control: SimControl, wh: Any) -> None:
     for ep in (ORDERS, ITEMS):
-        truth = {str(r[ep.key]) for r in sim_get(sim, f"/__sim__/truth/{ep.name}")}
-        gone = set(sim_get(sim, f"/__sim__/deleted/{ep.name}"))
+        truth = set(control.truth_by_key(ep))
+        gone = set(control.deleted(ep))
         live = set(wh.table(ep.name, "_deleted_at IS NULL"))
         soft = set(wh.table(ep.name, "_deleted_at IS NOT NULL"))
         assert live == truth, ep.name
         assert soft <= gone, ep.name
         assert not (gone - soft) & set(wh.table(ep.name)), ep.name
-
-
-def wait_for_deliveries(sim: Any, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = sim_get(sim, "/__sim__/webhooks")
-        if seen["delivered"] + seen["gave_up"] >= seen["queued"] and not seen["pending"]:
-            return seen
-        time.sleep(0.05)
-    raise AssertionError("the simulator did not finish delivering its webhooks")
 
 
 @pytest.mark.slow
@@ -610,16 +600,17 @@ def test_signed_webhook_deletions_land_as_soft_deletes(sf_wh, tmp_path):
                 webhook_shuffle=True,
                 webhook_retry_seconds=0.05,
             ) as sim,
+            SimControl(sim.url) as control,
         ):
             deletable = [ORDERS, ITEMS]  # what the webhooks delete
             assert run(sim, sf_wh.open_dest(), endpoints=deletable).exit_code == 0
-            sim_post_advance(sim, minutes=20, changes=150)
-            delivered = wait_for_deliveries(sim)
+            control.advance(minutes=20, changes=150)
+            delivered = control.wait_for_deliveries()
             done = run(sim, sf_wh.open_dest(), endpoints=deletable, inbox=inbox)
             assert done.exit_code == 0
             assert delivered["gave_up"] == 0 and inbox.backlog() == 0
-            assert_deletions_reflected(sim, sf_wh)
-            deleted = set(sim_get(sim, "/__sim__/deleted/orders"))
+            assert_deletions_reflected(control, sf_wh)
+            deleted = set(control.deleted(ORDERS))
             assert deleted, "the simulator deleted no orders: nothing was tested"
             reasons = {
                 r["_deleted_reason"]
@@ -637,31 +628,21 @@ def test_signed_webhook_deletions_land_as_soft_deletes(sf_wh, tmp_path):
             # A full refresh fetches copies older than the deletions: they stay deleted.
             again = run(sim, sf_wh.open_dest(), endpoints=[ORDERS, ITEMS], full_refresh=True)
             assert again.exit_code == 0
-            assert_deletions_reflected(sim, sf_wh)
+            assert_deletions_reflected(control, sf_wh)
     finally:
         inbox.close()
 
 
-def sim_post_advance(sim: Any, minutes: int, changes: int) -> dict[str, Any]:
-    import httpx
-
-    response = httpx.post(
-        f"{sim.url}/__sim__/advance", json={"minutes": minutes, "changes": changes}, timeout=120
-    )
-    response.raise_for_status()
-    return response.json()
-
-
 @pytest.mark.slow
 def test_reconcile_soft_deletes_what_vanished_without_a_webhook(sf_wh):
-    with simulator(records=800, seed=62, frozen_clock=True) as sim:
+    with simulator(records=800, seed=62, frozen_clock=True) as sim, SimControl(sim.url) as control:
         assert run(sim, sf_wh.open_dest(), endpoints=[ORDERS, ITEMS]).exit_code == 0
         unsent = set(sf_wh.table("orders", "status = 1"))
-        made = sim_post_advance(sim, minutes=30, changes=200)["changes"]
+        made = control.advance(minutes=30, changes=200)["changes"]
         assert made.get("cancel_subscription") or made.get("skip_order"), made
         result = run(sim, sf_wh.open_dest(), endpoints=[], reconcile=True)
         assert result.exit_code == 0
-        gone = set(sim_get(sim, "/__sim__/deleted/orders"))
+        gone = set(control.deleted(ORDERS))
         soft = set(sf_wh.table("orders", "_deleted_reason = 'reconcile'"))
         assert soft and soft == gone & unsent
         logged = sf_wh.rows(
