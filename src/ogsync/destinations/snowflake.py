@@ -36,6 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ogsync.deletions import DELETABLE, DELETION_EVENTS
+from ogsync.destinations import snowflake_history as history
+from ogsync.destinations import sql_rules
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
     DELETIONS_TABLE,
@@ -56,7 +58,7 @@ from ogsync.destinations.base import (
     WriteResult,
     quote,
 )
-from ogsync.destinations.errors import AlreadyRunning, DestinationError
+from ogsync.destinations.errors import DestinationError
 from ogsync.destinations.registry import OpenOptions
 from ogsync.destinations.snowflake_access import check_access
 from ogsync.destinations.snowflake_connect import (
@@ -72,12 +74,14 @@ from ogsync.destinations.snowflake_connect import (
 from ogsync.destinations.snowflake_lease import LEASES_TABLE, Lease, Run
 from ogsync.destinations.sql import Dialect, SqlDestination
 from ogsync.endpoints import Endpoint, FieldType
+from ogsync.governance import Governance
 from ogsync.plan import EndpointState
 from ogsync.vocabulary import DeletionReason
 
 __all__ = ["SnowflakeDestination", "check_access", "masked", "open_warehouse"]
 
 log = logging.getLogger("ogsync.snowflake")
+DELETABLE_NAMES = frozenset(ep.name for ep in DELETABLE)
 T = TypeVar("T")
 
 SNOWFLAKE = Dialect(
@@ -92,6 +96,7 @@ SNOWFLAKE = Dialect(
         FieldType.JSON_TEXT: "VARIANT",
     },
     json="VARIANT",
+    hash_template="md5(to_json({}))",  # of a stored VARIANT (snowflake_history.version_hash)
 )
 JSON_TYPES = (FieldType.JSON, FieldType.JSON_TEXT)
 RECONNECTS = 3
@@ -225,9 +230,7 @@ class SnowflakeDestination(SqlDestination):
             try:
                 return action()
             except Exception as exc:
-                if isinstance(exc, AlreadyRunning):
-                    raise
-                if not (isinstance(exc, DestinationError) or session_lost(exc)):
+                if not session_lost(exc):  # a statement's own error, or not Snowflake's
                     raise
                 problem = self._safe(exc)
                 if attempt == RECONNECTS:
@@ -305,6 +308,12 @@ class SnowflakeDestination(SqlDestination):
                 with contextlib.suppress(Exception):
                     self._run(f"DROP TABLE IF EXISTS {staged}")
 
+    @contextlib.contextmanager
+    def staged_tables(self, name: str, tables: Sequence[pa.Table]) -> Iterator[list[str]]:
+        """Several tables staged at once (before a transaction that reads them)."""
+        with contextlib.ExitStack() as stack:
+            yield [stack.enter_context(self.stage(f"{name}_{i}", t)) for i, t in enumerate(tables)]
+
     def _load(self, name: str, table: pa.Table) -> str:
         if self._in_transaction:
             raise RuntimeError("staging inside a transaction: Snowflake would commit it")
@@ -381,14 +390,10 @@ class SnowflakeDestination(SqlDestination):
         """Each DDL statement is its own transaction on Snowflake; all of them are idempotent.
         The bookkeeping tables are those of `SqlDestination.prepare` (the contract suite reads
         both)."""
+        self._prepared = {ep.name: ep for ep in endpoints}
+        sql_rules.check_rules(self, endpoints)  # before anything is changed
         self._ensure_schema()
-        columns: dict[str, set[str]] = {}
-        for table, column in self.execute(
-            "SELECT table_name, column_name FROM information_schema.columns "
-            "WHERE upper(table_schema) = upper(?)",
-            [self.schema],
-        ):
-            columns.setdefault(table.lower(), set()).add(column.lower())
+        columns = self._known_columns()
         for ep in endpoints:
             self._make_table(ep, columns)
         s, json = self.s, self.dialect.json
@@ -414,6 +419,39 @@ class SnowflakeDestination(SqlDestination):
         ):  # fmt: skip
             if name not in columns:
                 self._run(f"CREATE TABLE IF NOT EXISTS {s}.{name} ({definition})")
+        sql_rules.create_rules_table(self)
+        history.record_rules(self, endpoints)
+        for ep in endpoints:
+            if ep.history and history.create_history(self, ep, columns):
+                seeded = history.seed(self, ep)
+                if seeded:
+                    log.warning(
+                        "%s: history begins now, with its %d current rows; earlier versions "
+                        "were never seen", ep.name, seeded,
+                    )  # fmt: skip
+
+    def _known_columns(self) -> dict[str, set[str]]:
+        """Table (and view) -> its columns, all in lower case, from one query."""
+        columns: dict[str, set[str]] = {}
+        for table, column in self.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE upper(table_schema) = upper(?)",
+            [self.schema],
+        ):
+            columns.setdefault(table.lower(), set()).add(column.lower())
+        return columns
+
+    def _create_table(self, ep: Endpoint) -> None:
+        self._make_table(ep, self._known_columns())
+
+    def recreate(self, ep: Endpoint) -> None:
+        """The endpoint's tables and view as `prepare` makes them (after a rewrite)."""
+        self._create_table(ep)
+        if ep.history:
+            history.create_history(self, ep, self._known_columns())
+
+    def rewrite(self, governance: Governance) -> list[str]:
+        return self._reconnecting(lambda: history.rewrite(self, governance))
 
     def _make_table(self, ep: Endpoint, known: Mapping[str, set[str]]) -> None:
         """The endpoint's table, columns added since, and its `_live` view (remade whenever
@@ -484,6 +522,7 @@ class SnowflakeDestination(SqlDestination):
         )
 
     def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
+        ep = self.governed(ep)
         staged = self._staged[id(batch)]
         sql = self.table_sql(ep)
         key = quote(sql.key)
@@ -517,20 +556,24 @@ class SnowflakeDestination(SqlDestination):
             f"WHERE NOT EXISTS (SELECT 1 FROM {sql.table} AS cur WHERE cur.{key} = excluded.{key})",
             [synced_at, run_id],
         )
-        if ep in DELETABLE:  # deletions that arrived before these records did
+        if ep.name in DELETABLE_NAMES:  # deletions that arrived before these records did
             column = quote(ep.column_key)
             self._apply_tombstones(ep, f"cur.{column} IN (SELECT {column} FROM {staged})")
+        if ep.history:
+            history.add_versions(self, ep, staged, synced_at, run_id)
         return updated + inserted
 
     def _apply_tombstones(self, ep: Endpoint, where: str, params: Sequence[Any] = ()) -> int:
-        """As `SqlDestination._apply_tombstones`, counted by the UPDATE (no RETURNING here)."""
+        """As `SqlDestination._apply_tombstones`, counted by the UPDATE (no RETURNING here);
+        `where` may name the row as `cur`."""
+        ep = self.governed(ep)
         sql = self.table_sql(ep)
         upd = f"cur.{quote(sql.update_column)}" if sql.update_column else "NULL"
         links = [(ep, quote(ep.column_key))]
         links += [
             (event.endpoint, quote(event.cascade[1]))
             for event in DELETION_EVENTS.values()
-            if event.cascade and event.cascade[0] == ep
+            if event.cascade and event.cascade[0].name == ep.name
         ]
         done = 0
         for source, column in links:
@@ -543,6 +586,15 @@ class SnowflakeDestination(SqlDestination):
                 f"WHERE cur.{column} = d.record_id AND cur._deleted_at IS NULL "
                 f"AND ({upd} IS NULL OR {upd} <= d.deleted_at) AND ({where})",
                 [source.name, *params],
+            )
+        if done and ep.history:  # their last versions close
+            key = quote(ep.column_key)
+            history.redraw(
+                self,
+                ep,
+                f"SELECT cur.{key} FROM {sql.table} AS cur WHERE cur._deleted_at IS NOT NULL "
+                f"AND ({where})",
+                params,
             )
         return done
 
@@ -586,8 +638,17 @@ class SnowflakeDestination(SqlDestination):
                     f"WHERE d.reason = ? AND d.source = e.event_id) {once}",
                     [event.endpoint.name, event.reason, now, event.event_type, event.reason],
                 )
+            # The rows these events name (an order's items by their order): a deletion
+            # recorded before applied to its rows then, or when they arrived.
+            named = f"(SELECT object_id FROM {staged} WHERE object_id IS NOT NULL)"
             for ep in DELETABLE:
-                result.soft_deleted += self._apply_tombstones(ep, "TRUE")
+                columns = [ep.column_key] + [
+                    event.cascade[1]
+                    for event in DELETION_EVENTS.values()
+                    if event.cascade and event.cascade[0].name == ep.name
+                ]
+                where = " OR ".join(f"cur.{quote(c)} IN {named}" for c in columns)
+                result.soft_deleted += self._apply_tombstones(ep, where)
         return result
 
     def soft_delete(
@@ -620,6 +681,7 @@ class SnowflakeDestination(SqlDestination):
         now: datetime,
     ) -> int:
         """Tombstones first, for the rows the UPDATE then soft-deletes (the same condition)."""
+        ep = self.governed(ep)
         sql = self.table_sql(ep)
         key = quote(sql.key)
         where = (
@@ -631,10 +693,19 @@ class SnowflakeDestination(SqlDestination):
             f"WHERE {where}",
             [ep.name, now, reason, source, now],
         )
-        return self.count(
+        gone = self.count(
             f"UPDATE {sql.table} SET _deleted_at = {_ts()}, _deleted_reason = ? WHERE {where}",
             [now, reason],
         )
+        if gone and ep.history:  # their last versions close
+            history.redraw(
+                self,
+                ep,
+                f"SELECT {key} FROM {sql.table} WHERE _deleted_at = {_ts()} "
+                "AND _deleted_reason = ?",
+                [now, reason],
+            )
+        return gone
 
     def _save_state(self, ep: Endpoint, commit: Commit, now: datetime) -> None:
         """As `SqlDestination._save_state`, without ON CONFLICT: a row is made when missing,
