@@ -29,11 +29,6 @@ from ogsync.destinations.base import Destination, quote
 BACKENDS = ("duckdb", "postgres", "snowflake")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # fakesnow (the Snowflake emulator) warns of a copy it makes on each result.
-    config.addinivalue_line("filterwarnings", "ignore:Arrow output on a DB-API result")
-
-
 @dataclass
 class Warehouse:
     """A warehouse for one test: where it is, how to open it, and how to read it."""
