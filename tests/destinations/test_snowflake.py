@@ -13,11 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pytest
 from snowflake.connector import errors as sf_errors
@@ -38,6 +40,7 @@ from ogsync.destinations.snowflake_connect import (
     parse_url,
 )
 from ogsync.endpoints import BY_NAME, ENDPOINTS
+from ogsync.governance import FieldRules, Governance
 from ogsync.options import SyncOptions
 from ogsync.outcome import Listener
 from ogsync.sync import sync_with
@@ -289,6 +292,47 @@ def test_backfill_progress_watermark_replaced_and_rejected_input(sf_wh):
     assert all(r["at"] is not None and r["at"].tzinfo is not None for r in by_run)
     (kept,) = sf_wh.rows("SELECT * FROM {s}._ogsync_rejected WHERE run_id = 'run-b'")
     assert (kept["item_id"], kept["payload"]) == ("42", '{"public_id": 42}')
+
+
+@dataclass
+class Event:
+    event_id: str
+    type: str
+    created: int | None
+    object_type: str | None
+    object_id: str | None
+    payload: str
+
+
+def test_a_rewrite_brings_stored_webhooks_and_dead_letters_under_new_rules(sf_wh):
+    """The rewrite's own statements (the contract's rewrite test has no stored webhook that
+    changes, nor dead letters)."""
+    dest = prepared(sf_wh)
+    order = {"public_id": "o1", "type": "order", "discount_total": "5.00", "status": 1}
+    body = orjson.dumps({"id": "evt-1", "type": "order.delete", "data": {"object": order}})
+    dest.apply_events([Event("evt-1", "order.delete", 1_750_000_000, "order", "o1", body.decode())])
+    write(dest, ORDERS, [rec(ORDERS, "o2", "2025-01-15 10:00:00", discount_total="1.00")])
+    dest.reject(
+        [
+            Rejected("webhook", "evt-2", "no record named", body.decode()),
+            Rejected("orders", "o3", "too large", orjson.dumps(order).decode()),
+        ],
+        "run-r",
+    )
+    rules = Governance(rules={"orders": FieldRules(exclude=frozenset({"discount_total"}))})
+    assert dest.rewrite(rules) == ["orders: no fields left out or hashed -> exclude discount_total"]
+    assert "discount_total" not in sf_wh.column_types("orders")
+    assert "discount_total" not in sf_wh.table("orders")["o2"]["_raw"]
+    (event,) = sf_wh.rows("SELECT payload FROM {s}.events")
+    assert orjson.loads(event["payload"])["data"]["object"] == {
+        "public_id": "o1",
+        "type": "order",
+        "status": 1,
+    }
+    for row in sf_wh.rows("SELECT payload FROM {s}._ogsync_rejected"):
+        assert "discount_total" not in row["payload"], row
+    assert dest.rewrite(rules) == []  # the warehouse follows these rules now
+    dest.prepare(rules.endpoints(ENDPOINTS))  # and a run with them is not refused
 
 
 def test_a_column_added_since_the_table_was_made_is_added_and_the_view_remade(sf_wh):
