@@ -104,6 +104,7 @@ KINDS: tuple[WarehouseKind, ...] = (
         "snowflake://USER@ACCOUNT/DATABASE?warehouse=W&role=R",
         "ogsync.destinations.snowflake",
         checks_access=True,
+        extra="snowflake",
     ),
 )
 DEFAULT_URL = "duckdb:///ogsync.duckdb"

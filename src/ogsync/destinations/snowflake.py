@@ -11,7 +11,7 @@ Why it is shaped this way:
   Snowflake does not enforce primary keys; the run's lease (below) keeps writers of one table
   to one, so the INSERT's NOT EXISTS is what keeps a key unique.
 - Quoted identifiers resolve in upper case in every session (QUOTED_IDENTIFIERS_IGNORE_CASE):
-  the tables are ORDERS, PUBLIC_ID, ..., which analysts query unquoted; the `_live` views name
+  the tables are ORDERS, PUBLIC_ID, ..., which analysts query unquoted; the views name
   their tables in upper case themselves, so they read the same in any session.
 - A run holds its schema (or its endpoints) by a lease (`snowflake_lease`); a lost session rolls
   the batch back, and the batch runs again on a new session, a few times, before it fails.
@@ -40,7 +40,9 @@ from ogsync.destinations import snowflake_history as history
 from ogsync.destinations import sql_rules
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
+    CURRENT_VIEW_SUFFIX,
     DELETIONS_TABLE,
+    DEPRECATED_VIEW_SUFFIX,
     EVENTS_TABLE,
     META_COLUMNS,
     REJECTED_TABLE,
@@ -454,12 +456,13 @@ class SnowflakeDestination(SqlDestination):
         return self._reconnecting(lambda: history.rewrite(self, governance))
 
     def _make_table(self, ep: Endpoint, known: Mapping[str, set[str]]) -> None:
-        """The endpoint's table, columns added since, and its `_live` view (remade whenever
-        the table changes; COPY GRANTS keeps what analysts were granted on it)."""
+        """The endpoint's table, columns added since, and its views of the rows not
+        soft-deleted, `<table>_current` and its deprecated alias `<table>_live` (remade
+        whenever the table changes; COPY GRANTS keeps what analysts were granted on them)."""
         sql = self.table_sql(ep)
         wanted = self._columns(ep)
-        view = ep.name + "_live"
-        changed = view not in known
+        views = [ep.name + suffix for suffix in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX)]
+        changed = any(view not in known for view in views)
         if ep.name not in known:
             columns = ", ".join(f"{quote(name)} {kind}" for name, kind in wanted)
             self._run(
@@ -474,11 +477,17 @@ class SnowflakeDestination(SqlDestination):
                         f"ALTER TABLE {sql.table} ADD COLUMN IF NOT EXISTS {quote(name)} {kind}"
                     )
                     changed = True
-        if changed:
+        if not changed:
+            return
+        for view in views:
             self._run(
                 f"CREATE OR REPLACE VIEW {self.s}.{quote(view)} COPY GRANTS AS "
                 f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
             )
+        self._run(
+            f"COMMENT ON VIEW {self.s}.{quote(ep.name + DEPRECATED_VIEW_SUFFIX)} IS "
+            f"'Deprecated: use {ep.name}{CURRENT_VIEW_SUFFIX}. Removed in ogsync 0.2.'"
+        )
 
     # -- writing -------------------------------------------------------------------------
 

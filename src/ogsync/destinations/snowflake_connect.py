@@ -19,16 +19,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from ogsync.destinations.errors import DestinationError
+# The driver is the `snowflake` extra: without it, this import fails and the registry says
+# which extra to install (WarehouseKind.extra).
+import snowflake.connector
+from snowflake.connector import errors as sf_errors
 
-try:
-    import snowflake.connector
-    from snowflake.connector import errors as sf_errors
-except ImportError as exc:  # the driver is an optional dependency group
-    raise DestinationError(
-        "a snowflake:// destination needs the Snowflake driver: "
-        f"pip install 'ogsync[snowflake]' ({exc})"
-    ) from None
+from ogsync.destinations.errors import DestinationError
 
 PASSWORD_ENV = "OGSYNC_SNOWFLAKE_PASSWORD"
 KEY_FILE_ENV = "OGSYNC_SNOWFLAKE_PRIVATE_KEY_FILE"

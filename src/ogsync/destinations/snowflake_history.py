@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
-from ogsync.destinations.base import DELETIONS_TABLE, EVENTS_TABLE, REJECTED_TABLE, quote
+from ogsync.destinations.base import (
+    CURRENT_VIEW_SUFFIX,
+    DELETIONS_TABLE,
+    DEPRECATED_VIEW_SUFFIX,
+    EVENTS_TABLE,
+    REJECTED_TABLE,
+    quote,
+)
 from ogsync.destinations.sql_history import HISTORY_COLUMNS, history_table
 from ogsync.destinations.sql_rules import RULES_TABLE, _refuse_the_impossible, _rules, stored_rules
 from ogsync.endpoints import BY_NAME, Endpoint, FieldType
@@ -222,7 +229,8 @@ def rewrite(dest: SnowflakeDestination, governance: Governance) -> list[str]:
             targets.append(history_table(dest, ep))
         for table in targets:
             rows.append((ep, table, *_rewritten(dest, ep, table, governance, hashed)))
-        dest.execute(f"DROP VIEW IF EXISTS {dest.s}.{quote(ep.name + '_live')}")
+        for suffix in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX):
+            dest.execute(f"DROP VIEW IF EXISTS {dest.s}.{quote(ep.name + suffix)}")
         for table in targets:
             for name in sorted(excluded | hashed):
                 column = quote(plain.field_named(name).column)
