@@ -693,23 +693,39 @@ def schema(
 def check(
     env: EnvOpt = None,
     base_url: BaseUrlOpt = None,
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
     config: ConfigOpt = None,
     merchant: MerchantOpt = None,
 ) -> None:
-    """Check that the API accepts the key and lets it list in bulk (exit 3 if not).
+    """Check that the API accepts the key and lets it list in bulk (exit 3 if not); and, for a
+    warehouse that can tell (Snowflake), what its role may do there (exit 2: grants missing).
 
     One call, /customers/?page_size=1, which also reads the API's clock.
     """
-    chosen = _merchants(merchant, config, env=env, base_url=base_url)
+    chosen = _merchants(
+        merchant, config, env=env, base_url=base_url, destination=destination, schema=schema
+    )
 
     def check_one(m: Merchant) -> int:
         result = runner.check(m)
         clock = result.api_clock
         told = "no readable Date header" if clock is None else f"API clock {clock.isoformat()}"
-        Console().print(
+        out = Console()
+        out.print(
             f"[green]OK[/]: {result.base_url} accepts the key and lists across customers ({told})"
         )
-        return EXIT_OK
+        access = result.warehouse
+        if access is not None:
+            for line in access.found:
+                out.print(f"[green]OK[/]: {escape(f'{access.warehouse}: {line}')}", highlight=False)
+            for line in access.missing:
+                _say_error(f"{access.warehouse}: {line}")
+            if access.grants:
+                err.print("An administrator can allow it with:", highlight=False)
+                for grant in access.grants:
+                    err.print(f"    {escape(grant)}", highlight=False, soft_wrap=True)
+        return result.exit_code
 
     raise _each(chosen, check_one)
 

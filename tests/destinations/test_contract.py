@@ -1,4 +1,4 @@
-"""The warehouse contract (docs/design.md), run against DuckDB and PostgreSQL alike.
+"""The warehouse contract (docs/design.md), run against DuckDB, PostgreSQL and Snowflake alike.
 
 Every parametrised test gets `wh` (conftest.py): a fresh warehouse of one backend, a factory
 for destinations on it, and a reader that returns rows as dicts.
@@ -451,12 +451,13 @@ def test_sigkill_between_upsert_and_commit_leaves_nothing(wh):
     dest = prepared(wh)
     baseline(dest)
     wh.close_writers()
-    done = subprocess.run(
-        [sys.executable, "-c", SIGKILL_SCRIPT, wh.url, wh.schema],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    with wh.client_killed():
+        done = subprocess.run(
+            [sys.executable, "-c", SIGKILL_SCRIPT, wh.url, wh.schema],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == -signal.SIGKILL, done.stderr
     # The batch did run inside the doomed transaction...
     assert done.stdout.split() == ["inside", "6", "https://api.example/orders/?cursor=killed"]
