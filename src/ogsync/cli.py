@@ -667,9 +667,9 @@ def schema(
         rules = chosen[0].settings.rules  # history and field rules are the file's, not a merchant's
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    # The webhook inbox is a table where a merchant's warehouse holds it.
-    inbox = any(kind_of(m.settings.destination).hosts_inbox for m in chosen)
-    docs = dictionary.tables(rules, inbox=inbox)
+    # With the tables only some warehouses write (the inbox, leases), where a merchant's does.
+    own = {name for m in chosen for name in kind_of(m.settings.destination).own_tables}
+    docs = dictionary.tables(rules, also=sorted(own))
     if table is not None:
         try:
             docs = [dictionary.table(table, rules)]

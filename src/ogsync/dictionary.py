@@ -333,6 +333,27 @@ INBOX = TableDoc(
 )
 
 
+LEASES = TableDoc(
+    "_ogsync_leases",
+    "Who may write the schema (Snowflake, which has no advisory locks): one row per lease, "
+    "renewed while its run goes on; a run that died gives its lease up when it lapses.",
+    (
+        _c("name", "text", "What is held: schema (the whole of it), an endpoint, or the row "
+           "every acquisition updates first."),
+        _c("holder", "text", "The run holding it."),
+        _c("mode", "text", "exclusive or shared."),
+        _c("host", "text", "The machine the run is on."),
+        _c("pid", "integer", "The run's process id there."),
+        _c("session_id", "text", "The run's Snowflake session."),
+        _c("acquired_at", "timestamp", "When the lease was taken."),
+        _c("expires_at", "timestamp", "When it lapses unless renewed."),
+    ),
+)  # fmt: skip
+
+# Tables only some warehouses write, by name (`WarehouseKind.own_tables` says which).
+WAREHOUSE_TABLES = {doc.name: doc for doc in (INBOX, LEASES)}
+
+
 # -- the tables ----------------------------------------------------------------------------
 
 
@@ -403,26 +424,27 @@ def endpoint_tables(ep: Endpoint) -> list[TableDoc]:
     return docs
 
 
-def warehouse_tables(endpoints: Iterable[Endpoint], *, inbox: bool = False) -> list[TableDoc]:
+def warehouse_tables(endpoints: Iterable[Endpoint], *, also: Iterable[str] = ()) -> list[TableDoc]:
     """Every table and view ogsync writes for these endpoints (as the warehouse keeps them),
-    then the bookkeeping tables, and the inbox when the warehouse holds it."""
+    then the bookkeeping tables, and those of `WAREHOUSE_TABLES` named in `also`."""
     docs = [doc for ep in endpoints for doc in endpoint_tables(ep)]
-    return docs + list(BOOKKEEPING) + ([INBOX] if inbox else [])
+    return docs + list(BOOKKEEPING) + [WAREHOUSE_TABLES[name] for name in also]
 
 
-def tables(governance: Governance = NONE, *, inbox: bool = False) -> list[TableDoc]:
+def tables(governance: Governance = NONE, *, also: Iterable[str] = ()) -> list[TableDoc]:
     """Every table ogsync writes with these settings: the nine endpoint tables (fields the
     rules leave out are gone, hashed ones are described as hashed), their `_current` views
     (and deprecated `_live` aliases), the
     history tables the settings keep, the bookkeeping tables and `codes`. NONE keeps no history
-    and no rules: pass a merchant's `Settings.rules` for theirs."""
-    return warehouse_tables(governance.endpoints(ENDPOINTS), inbox=inbox)
+    and no rules: pass a merchant's `Settings.rules` for theirs. `also` adds tables only some
+    warehouses write (`WarehouseKind.own_tables`: the inbox, Snowflake's leases)."""
+    return warehouse_tables(governance.endpoints(ENDPOINTS), also=also)
 
 
 def table(name: str, governance: Governance = NONE) -> TableDoc:
     """One table by name; a history table is found whether or not the settings keep it."""
     every = Governance(frozenset(BY_NAME), governance.rules, governance.hash_key)
-    for doc in tables(every, inbox=True):
+    for doc in tables(every, also=WAREHOUSE_TABLES):
         if doc.name == name:
             return doc
     raise KeyError(name)

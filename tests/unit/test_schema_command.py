@@ -80,18 +80,22 @@ def test_the_settings_rules_and_history_shape_the_dictionary(tmp_path):
     assert not [n for n in names if n.endswith("_history")]
 
 
-def test_the_inbox_is_listed_where_a_merchants_warehouse_holds_it(tmp_path):
+def test_tables_only_some_warehouses_write_are_listed_where_a_merchant_has_one(tmp_path):
     # Only the names of the keys' variables: `schema` reads no secret.
     (tmp_path / "ogsync.toml").write_text(
         '[merchants.us]\napi_key_env = "UNSET_US_KEY"\n'
         'destination = "postgresql://etl@db/analytics"\n'
         '[merchants.eu]\napi_key_env = "UNSET_EU_KEY"\n'
+        '[merchants.uk]\napi_key_env = "UNSET_UK_KEY"\n'
+        'destination = "snowflake://ETL@acme-uk/ANALYTICS?warehouse=W&role=R"\n'
     )
     names = [t["name"] for t in json.loads(schema("--format", "json", cwd=tmp_path))]
-    assert "_ogsync_inbox" in names
+    assert names[-2:] == ["_ogsync_inbox", "_ogsync_leases"]  # PostgreSQL's, Snowflake's
     names = [t["name"] for t in json.loads(schema("--merchant", "eu", "--format", "json",
                                                   cwd=tmp_path))]  # fmt: skip
-    assert "_ogsync_inbox" not in names
+    assert "_ogsync_inbox" not in names and "_ogsync_leases" not in names
+    leases = json.loads(schema("_ogsync_leases", "--format", "json", cwd=tmp_path))
+    assert leases["name"] == "_ogsync_leases"
 
 
 def test_an_unknown_table_is_one_line_naming_the_tables(tmp_path):

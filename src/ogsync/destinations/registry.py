@@ -48,6 +48,8 @@ class WarehouseKind:
     # The package extra that installs its driver (`pip install 'ogsync[EXTRA]'`); None for a
     # warehouse the core installs.
     extra: str | None = None
+    # Bookkeeping tables only this kind writes (the data dictionary describes them too).
+    own_tables: tuple[str, ...] = ()
 
     def _module(self) -> Any:
         try:
@@ -97,6 +99,7 @@ KINDS: tuple[WarehouseKind, ...] = (
         "ogsync.destinations.postgres",
         hosts_inbox=True,
         extra="postgres",
+        own_tables=("_ogsync_inbox",),  # when it holds the webhook inbox
     ),
     WarehouseKind(
         "Snowflake",
@@ -105,6 +108,7 @@ KINDS: tuple[WarehouseKind, ...] = (
         "ogsync.destinations.snowflake",
         checks_access=True,
         extra="snowflake",
+        own_tables=("_ogsync_leases",),  # its run guard (destinations/snowflake_lease.py)
     ),
 )
 DEFAULT_URL = "duckdb:///ogsync.duckdb"

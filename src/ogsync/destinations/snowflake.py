@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 
 from ogsync.deletions import DELETABLE, DELETION_EVENTS
 from ogsync.destinations import snowflake_history as history
-from ogsync.destinations import sql_rules
+from ogsync.destinations import sql_dictionary, sql_rules
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
     CURRENT_VIEW_SUFFIX,
@@ -422,6 +422,7 @@ class SnowflakeDestination(SqlDestination):
             if name not in columns:
                 self._run(f"CREATE TABLE IF NOT EXISTS {s}.{name} ({definition})")
         sql_rules.create_rules_table(self)
+        sql_dictionary.create_codes(self)  # the documented codes, as every warehouse has them
         history.record_rules(self, endpoints)
         for ep in endpoints:
             if ep.history and history.create_history(self, ep, columns):

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ogsync.destinations.base import DEPRECATED_VIEW_SUFFIX, quote
-from ogsync.dictionary import CODES, CODES_TABLE, warehouse_tables
+from ogsync.dictionary import CODES, CODES_TABLE, WAREHOUSE_TABLES, warehouse_tables
 from ogsync.endpoints import Endpoint
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def comment(dest: SqlDestination, endpoints: Iterable[Endpoint]) -> int:
     # A history table stays when its setting is turned off: describe it all the same.
     kept = [replace(ep, history=True) for ep in endpoints]
     wanted: list[tuple[str, str, str | None, str]] = []  # kind, relation, column, text
-    for doc in warehouse_tables(kept, inbox=True):
+    for doc in warehouse_tables(kept, also=WAREHOUSE_TABLES):
         if doc.name not in relations:
             continue
         kind = "VIEW" if relations[doc.name] == "VIEW" else "TABLE"
