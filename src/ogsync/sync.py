@@ -79,11 +79,17 @@ class SyncEngine:
         self.listener = listener or Listener()
         self.stop = stop or threading.Event()
         self.local_clock = local_clock
+        self._prepared = False
+
+    def prepare(self) -> None:
+        """Every table exists, synced or not yet (once per engine)."""
+        if not self._prepared:
+            self.destination.prepare(self.options.governance.endpoints(ENDPOINTS))
+            self._prepared = True
 
     def run(self) -> SyncResult:
         """Sync every chosen endpoint; raises AuthError if the key is refused up front."""
-        # Every table exists, synced or not yet.
-        self.destination.prepare(self.options.governance.endpoints(ENDPOINTS))
+        self.prepare()
         clock = self._clock()
         plans = self._plans(clock.at)
         self.listener.planned(plans, clock.at, clock.source.value)
@@ -185,26 +191,18 @@ def _in_turn(slots: WorkerSlots, turn: int, job: Callable[[], EndpointOutcome]) 
         slots.release()
 
 
-def sync_with(
-    client: OrdergrooveClient,
-    destination: Destination,
-    api_tz: ZoneInfo,
-    options: SyncOptions,
-    listener: Listener | None = None,
-    stop: threading.Event | None = None,
-    inbox: Inbox | None = None,
-) -> SyncResult:
-    """One run on an open client and warehouse: the inbox's deletions first (when given),
-    then the endpoints, then reconcile (when asked)."""
+def sync_with(engine: SyncEngine, inbox: Inbox | None = None) -> SyncResult:
+    """One run of `engine`: the inbox's deletions first (when given), then the endpoints,
+    then reconcile (when asked)."""
+    destination, options = engine.destination, engine.options
     webhooks = None
     if inbox is not None:
-        destination.prepare(options.governance.endpoints(ENDPOINTS))
+        engine.prepare()
         webhooks = apply_inbox(inbox, destination, options.governance)
-    engine = SyncEngine(client, destination, api_tz, options, listener, stop)
     result = engine.run()
     result.webhooks = webhooks
     if options.reconcile:
-        result.reconciled = reconcile(client, destination, result.run_id)
+        result.reconciled = reconcile(engine.client, destination, result.run_id)
     return result
 
 
@@ -255,7 +253,8 @@ def run_sync(
         inbox = inbox_for_sync(settings)
     try:
         with api_client(settings, api_key, stop=stop) as client:
-            return sync_with(client, destination, settings.tz, options, listener, stop, inbox)
+            engine = SyncEngine(client, destination, settings.tz, options, listener, stop)
+            return sync_with(engine, inbox)
     finally:
         destination.close()
         if own_inbox and inbox is not None:

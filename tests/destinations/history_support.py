@@ -16,7 +16,7 @@ from ogsync.endpoints import ENDPOINTS
 from ogsync.governance import Governance
 from ogsync.options import SyncOptions
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
-from ogsync.sync import sync_with
+from ogsync.sync import SyncEngine, sync_with
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
 from ogsync.testing.sim_control import SimControl
 from ogsync.webhooks.inbox import SQLiteInbox
@@ -50,7 +50,7 @@ def run(
             governance=governance,
             **options,
         )
-        result = sync_with(client, dest, CHICAGO, opts, inbox=inbox)
+        result = sync_with(SyncEngine(client, dest, CHICAGO, opts), inbox)
     assert result.exit_code == 0, [(o.endpoint, o.run.error) for o in result.outcomes]
 
 

@@ -43,11 +43,11 @@ from ogsync.endpoints import BY_NAME, ENDPOINTS
 from ogsync.governance import FieldRules, Governance
 from ogsync.options import SyncOptions
 from ogsync.outcome import Listener
-from ogsync.sync import sync_with
+from ogsync.sync import SyncEngine, sync_with
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
 from ogsync.testing.sim_control import SimControl
+from ogsync.testing.webhook_rig import signed_deliveries
 from ogsync.webhooks.inbox import SQLiteInbox
-from ogsync.webhooks.receiver import receiver_in_thread
 
 from .test_contract import (
     CP1,
@@ -55,6 +55,7 @@ from .test_contract import (
     FAST_RETRY,
     OFFER_PROFILES,
     ORDERS,
+    SIM_START,
     T0,
     assert_equals_truth,
     batch,
@@ -613,7 +614,7 @@ def run(sim: Any, dest: Any, listener: Listener | None = None, **options: Any) -
     with OrdergrooveClient(
         sim.url, sim.api_key, retry=FAST_RETRY, budget=RateBudget(1_000_000), seed=7
     ) as client:
-        return sync_with(client, dest, zone("America/Chicago"), opts, listener, inbox=inbox)
+        return sync_with(SyncEngine(client, dest, zone("America/Chicago"), opts, listener), inbox)
 
 
 def assert_deletions_reflected(control: SimControl, wh: Any) -> None:
@@ -634,19 +635,8 @@ def test_signed_webhook_deletions_land_as_soft_deletes(sf_wh, tmp_path):
     secret = "whsec-snowflake-1"
     inbox = SQLiteInbox(tmp_path / "inbox.sqlite")
     try:
-        with (
-            receiver_in_thread(inbox, [secret]) as receiver,
-            simulator(
-                records=600,
-                seed=61,
-                webhook_url=f"{receiver.url}/webhooks/ordergroove",
-                webhook_secrets=[secret],
-                webhook_duplicates=0.3,
-                webhook_shuffle=True,
-                webhook_retry_seconds=0.05,
-            ) as sim,
-            SimControl(sim.url) as control,
-        ):
+        rig = signed_deliveries(inbox, secret, records=600, seed=61, start=SIM_START)
+        with rig as (sim, control):
             deletable = [ORDERS, ITEMS]  # what the webhooks delete
             assert run(sim, sf_wh.open_dest(), endpoints=deletable).exit_code == 0
             control.advance(minutes=20, changes=150)

@@ -4,18 +4,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import duckdb
-
-from ogsync.simulator.server import simulator_process
-from ogsync.testing.cli import clean_env
-
-
-def ogsync(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ogsync", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=180)  # fmt: skip
+from merchant_support import merchant_simulators, ogsync
 
 
 def kinds(db, schema: str) -> dict[str, int]:
@@ -27,23 +18,11 @@ def kinds(db, schema: str) -> dict[str, int]:
 
 
 def test_every_command_serves_merchants_whose_keys_are_only_under_merchants(tmp_path):
-    with (
-        simulator_process(["--records", "400", "--seed", "71"], api_key="shop-key-1") as shop,
-        simulator_process(["--records", "300", "--seed", "72"], api_key="beta-key-2") as beta,
-    ):
-        # A file named like a merchant's schema: DuckDB's "shop" is a catalog and a schema.
-        db = tmp_path / "shop.duckdb"
-        (tmp_path / "ogsync.toml").write_text(
-            f'destination = "duckdb:///{db}"\n'
-            f'[merchants.shop]\napi_key_env = "SHOP_KEY"\nbase_url = "{shop.url}"\n'
-            'schema = "shop"\n'
-            f'[merchants.beta]\napi_key_env = "BETA_KEY"\nbase_url = "{beta.url}"\n'
-            'schema = "beta"\n'
-        )
-        env = clean_env()  # no OGSYNC_API_KEY: the keys are the merchants' own
-        env.pop("OGSYNC_API_KEY", None)
-        env.update(SHOP_KEY="shop-key-1", BETA_KEY="beta-key-2")
-
+    # A file named like a merchant's schema: DuckDB's "shop" is a catalog and a schema.
+    db = tmp_path / "shop.duckdb"
+    merchants = {"shop": (400, 71), "beta": (300, 72)}
+    with merchant_simulators(tmp_path, db, merchants) as (sims, env):
+        shop, beta = sims["shop"], sims["beta"]
         checked = ogsync("check", env=env, cwd=tmp_path)
         assert checked.returncode == 0, checked.stderr
         assert checked.stdout.count("accepts the key") == 2

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import duckdb
+from merchant_support import merchant_simulators, ogsync
 
 from ogsync.endpoints import select
-from ogsync.simulator.server import simulator_process
-from ogsync.testing.cli import clean_env
 from ogsync.testing.sim_control import SimControl
-
-
-def ogsync(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ogsync", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
 def live_keys(db, schema: str, table: str, key: str) -> set[str]:
@@ -25,20 +16,13 @@ def live_keys(db, schema: str, table: str, key: str) -> set[str]:
 
 
 def test_two_merchants_sync_into_separate_schemas_with_separate_state(tmp_path):
-    with (
-        simulator_process(["--records", "800", "--seed", "61"], api_key="alpha-key-1") as alpha,
-        simulator_process(["--records", "600", "--seed", "62"], api_key="beta-key-2") as beta,
+    db = tmp_path / "w.duckdb"
+    with merchant_simulators(tmp_path, db, {"alpha": (800, 61), "beta": (600, 62)}) as (
+        sims,
+        env,
     ):
-        db = tmp_path / "w.duckdb"
-        (tmp_path / "ogsync.toml").write_text(
-            f'destination = "duckdb:///{db}"\n'
-            f'[merchants.alpha]\napi_key_env = "ALPHA_KEY"\nbase_url = "{alpha.url}"\n'
-            'schema = "alpha"\n'
-            f'[merchants.beta]\napi_key_env = "BETA_KEY"\nbase_url = "{beta.url}"\n'
-            'schema = "beta"\n'
-        )
-        env = clean_env()
-        env.update(ALPHA_KEY="alpha-key-1", BETA_KEY="beta-key-2", OGSYNC_API_KEY="ignored")
+        alpha, beta = sims["alpha"], sims["beta"]
+        env["OGSYNC_API_KEY"] = "ignored"  # each merchant's own key wins
         both = ogsync("sync", env=env, cwd=tmp_path)
         assert both.returncode == 0, both.stderr
         for schema, api in (("alpha", alpha), ("beta", beta)):

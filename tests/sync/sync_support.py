@@ -16,7 +16,7 @@ from ogsync.client import OrdergrooveClient, RateBudget, RetryPolicy
 from ogsync.destinations.duckdb import DuckDBDestination
 from ogsync.endpoints import BY_NAME, ENDPOINTS, Endpoint
 from ogsync.simulator.server import RunningSimulator, SimulatorConfig, simulator_in_thread
-from ogsync.sync import Listener, SyncOptions, SyncResult, sync_with
+from ogsync.sync import Listener, SyncEngine, SyncOptions, SyncResult, sync_with
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
 from ogsync.testing.sim_control import SimControl
 
@@ -55,7 +55,8 @@ def run_sync(
     try:
         options.setdefault("clock_tolerance", SIMULATED_CLOCK_TOLERANCE)
         opts = SyncOptions(endpoints=tuple(endpoints), overlap=overlap, **options)
-        return sync_with(client, destination, zone(api_timezone), opts, listener, inbox=inbox)
+        engine = SyncEngine(client, destination, zone(api_timezone), opts, listener)
+        return sync_with(engine, inbox)
     finally:
         destination.close()
         if own_client:

@@ -16,8 +16,8 @@ from sync_support import (
 from ogsync.destinations.duckdb import DuckDBDestination
 from ogsync.endpoints import BY_NAME
 from ogsync.testing.sim_control import SimControl
+from ogsync.testing.webhook_rig import signed_deliveries
 from ogsync.webhooks.inbox import SQLiteInbox
-from ogsync.webhooks.receiver import receiver_in_thread
 
 ORDERS, ITEMS = BY_NAME["orders"], BY_NAME["items"]
 
@@ -108,19 +108,7 @@ def test_signed_webhooks_delivered_twice_and_out_of_order_end_as_soft_deletes(db
     receiver into the inbox, and a sync that drains it first."""
     secret = "whsec-test-7f3a"
     inbox = SQLiteInbox(tmp_path / "inbox.sqlite")
-    with (
-        receiver_in_thread(inbox, [secret]) as receiver,
-        simulator(
-            records=2500,
-            seed=43,
-            webhook_url=f"{receiver.url}/webhooks/ordergroove",
-            webhook_secrets=[secret],
-            webhook_duplicates=0.3,
-            webhook_shuffle=True,
-            webhook_retry_seconds=0.05,
-        ) as sim,
-        SimControl(sim.url) as control,
-    ):
+    with signed_deliveries(inbox, secret, records=2500, seed=43) as (sim, control):
         run_sync(sim, db)
         for _ in range(3):
             control.advance(minutes=20, changes=120)

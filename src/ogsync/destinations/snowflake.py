@@ -54,7 +54,6 @@ from ogsync.destinations.base import (
     Commit,
     Rejected,
     RunLog,
-    RunRow,
     StatusFacts,
     WebhookEvent,
     WriteResult,
@@ -135,12 +134,6 @@ def _bindable(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
     return value
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class SnowflakeDestination(SqlDestination):
@@ -809,31 +802,7 @@ class SnowflakeDestination(SqlDestination):
         return self._reconnecting(lambda: SqlDestination.unsent_keys(self, ep))
 
     def status_facts(self, endpoints: Iterable[Endpoint]) -> StatusFacts:
-        """As `SqlDestination.status_facts`, counting with COUNT_IF."""
-        tables = self.existing_tables()
-        watermarks: dict[str, datetime | None] = {}
-        if STATE_TABLE in tables:
-            rows = self.execute(f"SELECT endpoint, watermark FROM {self.s}.{STATE_TABLE}")
-            watermarks = {endpoint: _utc(mark) for endpoint, mark in rows}
-        runs: list[RunRow] = []
-        if RUNS_TABLE in tables:
-            rows = self.execute(
-                "SELECT endpoint, run_id, kind, status, started_at, finished_at, records, error "
-                f"FROM {self.s}.{RUNS_TABLE} ORDER BY started_at, run_id"
-            )
-            runs = [
-                RunRow(ep, run_id, kind, status, _utc(start), _utc(end), int(n or 0), error)
-                for ep, run_id, kind, status, start, end, n, error in rows
-            ]
-        counts: dict[str, tuple[int, int]] = {}
-        for ep in endpoints:
-            if ep.name in tables:
-                ((live, deleted),) = self.execute(
-                    "SELECT count_if(_deleted_at IS NULL), count_if(_deleted_at IS NOT NULL) "
-                    f"FROM {self.table_sql(ep).table}"
-                )
-                counts[ep.name] = (int(live or 0), int(deleted or 0))
-        return StatusFacts(watermarks, runs, counts)
+        return self._reconnecting(lambda: SqlDestination.status_facts(self, endpoints))
 
 
 def _run_on(conn: Any, sql: str, params: Sequence[Any]) -> tuple[list[tuple], int]:

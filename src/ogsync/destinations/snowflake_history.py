@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import pyarrow as pa
 
 from ogsync.destinations.base import (
@@ -31,11 +30,19 @@ from ogsync.destinations.base import (
     DELETIONS_TABLE,
     DEPRECATED_VIEW_SUFFIX,
     EVENTS_TABLE,
-    REJECTED_TABLE,
     quote,
 )
-from ogsync.destinations.sql_history import HISTORY_COLUMNS, history_table
-from ogsync.destinations.sql_rules import RULES_TABLE, _refuse_the_impossible, _rules, stored_rules
+from ogsync.destinations.sql_history import HISTORY_COLUMNS, history_table, version_names
+from ogsync.destinations.sql_rules import (
+    RULES_TABLE,
+    _refuse_the_impossible,
+    _rules,
+    changed_events,
+    governed_rows,
+    rewrite_match,
+    rewrite_rejected,
+    stored_rules,
+)
 from ogsync.endpoints import BY_NAME, Endpoint, FieldType
 from ogsync.governance import Governance
 
@@ -77,17 +84,11 @@ def create_history(dest: SnowflakeDestination, ep: Endpoint, known: Mapping[str,
     return False
 
 
-def _names(ep: Endpoint) -> str:
-    names = [quote(f.column) for f in ep.fields]
-    names += ["_raw", "_valid_from", "_version_hash", "_updated_latest", "_synced_at", "_run_id"]
-    return ", ".join(names)
-
-
 def _versions(
     dest: SnowflakeDestination, ep: Endpoint, source: str, staged: bool, synced: str, run: str
 ) -> str:
-    """The rows of `source` as versions, in `_names` order (the first parameter: the time of
-    a version with no update time)."""
+    """The rows of `source` as versions, in `version_names` order (the first parameter: the
+    time of a version with no update time)."""
     sql = dest.table_sql(ep)
     typed = [
         f"parse_json({quote(f.column)})" if staged and f.type in JSON_TYPES else quote(f.column)
@@ -113,7 +114,7 @@ def add_versions(
     # open version's content is the same version again.
     same = "" if ep.update_field else "AND h._valid_to IS NULL AND h._closed_reason IS NULL"
     dest.execute(
-        f"INSERT INTO {table} ({_names(ep)}) SELECT * FROM ({versions}) AS v "
+        f"INSERT INTO {table} ({version_names(ep)}) SELECT * FROM ({versions}) AS v "
         f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS h WHERE h.{key} = v.{key} "
         f"AND h._version_hash = v._version_hash {same}) "
         f"QUALIFY row_number() OVER (PARTITION BY v.{key}, v._version_hash ORDER BY v.{key}) = 1",
@@ -127,7 +128,7 @@ def seed(dest: SnowflakeDestination, ep: Endpoint) -> int:
     table = history_table(dest, ep)
     current = dest.table_sql(ep).table
     versions = _versions(dest, ep, current, False, "_synced_at", "_run_id")
-    seeded = dest.count(f"INSERT INTO {table} ({_names(ep)}) {versions}", [EPOCH])
+    seeded = dest.count(f"INSERT INTO {table} ({version_names(ep)}) {versions}", [EPOCH])
     if seeded:
         redraw(dest, ep, f"SELECT {quote(ep.column_key)} FROM {current}")
     return seeded
@@ -228,7 +229,7 @@ def rewrite(dest: SnowflakeDestination, governance: Governance) -> list[str]:
         if f"{ep.name}_history" in tables:
             targets.append(history_table(dest, ep))
         for table in targets:
-            rows.append((ep, table, *_rewritten(dest, ep, table, governance, hashed)))
+            rows.append((ep, table, *governed_rows(dest, ep, table, governance, hashed)))
         for suffix in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX):
             dest.execute(f"DROP VIEW IF EXISTS {dest.s}.{quote(ep.name + suffix)}")
         for table in targets:
@@ -238,99 +239,28 @@ def rewrite(dest: SnowflakeDestination, governance: Governance) -> list[str]:
                 if name in hashed:
                     dest.execute(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR")
         dest.recreate(ep)
-    events = _rewritten_events(dest, governance)
+    events = changed_events(dest, governance)
     staging = [changed for *_, changed, _ in rows] + [events]
     with dest.staged_tables("rewrite", staging) as relations, dest.transaction():
         for (ep, table, changed, hashed_columns), relation in zip(rows, relations, strict=False):
             if not changed.num_rows:
                 continue
-            history = table.endswith('_history"')
             sets = ["_raw = parse_json(r.raw)"]
             sets += [f"{quote(column)} = r.{staged}" for staged, column in hashed_columns.items()]
-            match = f"t.{quote(ep.column_key)} = r.k" + (
-                " AND t._version_hash = r.v" if history else ""
-            )
             dest.execute(
-                f"UPDATE {table} AS t SET {', '.join(sets)} FROM {relation} AS r WHERE {match}"
+                f"UPDATE {table} AS t SET {', '.join(sets)} FROM {relation} AS r "
+                f"WHERE {rewrite_match(ep, table)}"
             )
-            if history:
+            if table.endswith('_history"'):
                 dest.execute(f"UPDATE {table} SET _version_hash = {version_hash('_raw', False)}")
         if events.num_rows:
             dest.execute(
                 f"UPDATE {dest.s}.{EVENTS_TABLE} AS t SET payload = parse_json(r.p) "
                 f"FROM {relations[-1]} AS r WHERE t.event_id = r.k"
             )
-        _rewrite_rejected(dest, governance)
+        rewrite_rejected(dest, governance)
         record_rules(dest, [governance.endpoint(ep) for ep in BY_NAME.values()])
     return [
         f"{ep.name}: {Governance.described(before)} -> {Governance.described(ep.rules)}"
         for ep, _, before, _, _ in changes
     ]
-
-
-def _rewritten(
-    dest: SnowflakeDestination, ep: Endpoint, table: str, governance: Governance, hashed: set[str]
-) -> tuple[pa.Table, dict[str, str]]:
-    """Each row's `_raw` under the new rules, and the values of newly hashed fields (staged
-    column -> the table's column), from the `_raw` it holds, which has every field stored."""
-    history = table.endswith('_history"')
-    identity = [quote(ep.column_key), "_raw"] + (["_version_hash"] if history else [])
-    plain = BY_NAME[ep.name]
-    columns = {f"h_{i}": plain.field_named(name).column for i, name in enumerate(sorted(hashed))}
-    keys, raws, versions = [], [], []
-    values: dict[str, list[Any]] = {name: [] for name in sorted(hashed)}
-    for row in dest.execute(f"SELECT {', '.join(identity)} FROM {table}"):
-        record = orjson.loads(row[1]) if isinstance(row[1], str | bytes) else row[1]
-        original = record if isinstance(record, dict) else {}
-        governed = governance.record(ep.name, original) if original else original
-        keys.append(row[0])
-        raws.append(orjson.dumps(governed).decode() if governed else _text(row[1]))
-        versions.append(row[2] if history else "")
-        for name in values:
-            values[name].append(governed.get(name) if governed else None)
-    staged = pa.table(
-        {
-            "k": pa.array(keys, pa.string()),
-            "v": pa.array(versions, pa.string()),
-            "raw": pa.array(raws, pa.string()),
-            **{
-                staged: pa.array(values[name], pa.string())
-                for staged, name in zip(columns, sorted(hashed), strict=True)
-            },
-        }
-    )
-    return staged, columns
-
-
-def _rewritten_events(dest: SnowflakeDestination, governance: Governance) -> pa.Table:
-    events = dest.execute(f"SELECT event_id, payload FROM {dest.s}.{EVENTS_TABLE}")
-    changed = [(k, governance.payload(_text(p)), _text(p)) for k, p in events]
-    changed = [(k, after) for k, after, before in changed if after != before]
-    return pa.table(
-        {"k": pa.array([k for k, _ in changed], pa.string()),
-         "p": pa.array([p for _, p in changed], pa.string())}
-    )  # fmt: skip
-
-
-def _rewrite_rejected(dest: SnowflakeDestination, governance: Governance) -> None:
-    """Dead letters under the new rules (few: each is a failure someone should look at)."""
-    rejected = dest.execute(f"SELECT source, item_id, payload FROM {dest.s}.{REJECTED_TABLE}")
-    for source, item, payload in rejected:
-        if source == "webhook":
-            governed = governance.payload(payload)
-        else:
-            try:
-                record = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            governed = orjson.dumps(governance.record(source, record)).decode()
-        if governed != payload:
-            dest.execute(
-                f"UPDATE {dest.s}.{REJECTED_TABLE} SET payload = ? "
-                "WHERE source = ? AND item_id IS NOT DISTINCT FROM ? AND payload = ?",
-                [governed, source, item, payload],
-            )
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()

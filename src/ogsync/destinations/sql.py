@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
@@ -141,7 +142,7 @@ class SqlDestination(ABC):
 
     # The endpoints as `prepare` was given them (with the settings' rules): the tables'
     # columns and which keep history. A caller may name an endpoint by its plain table entry.
-    _prepared: dict[str, Endpoint] = {}  # noqa: RUF012 (set per instance in prepare)
+    _prepared: Mapping[str, Endpoint] = MappingProxyType({})  # set per instance in prepare
 
     def governed(self, ep: Endpoint) -> Endpoint:
         return self._prepared.get(ep.name, ep)
@@ -596,8 +597,10 @@ class SqlDestination(ABC):
         for ep in endpoints:
             if ep.name in tables:
                 ((live, deleted),) = self.execute(
-                    "SELECT count(*) FILTER (WHERE _deleted_at IS NULL), count(*) FILTER "
-                    f"(WHERE _deleted_at IS NOT NULL) FROM {self.table_sql(ep).table}"
+                    # CASE rather than FILTER or COUNT_IF: every dialect runs it.
+                    "SELECT sum(CASE WHEN _deleted_at IS NULL THEN 1 ELSE 0 END), "
+                    "sum(CASE WHEN _deleted_at IS NULL THEN 0 ELSE 1 END) "
+                    f"FROM {self.table_sql(ep).table}"
                 )
                 counts[ep.name] = (int(live or 0), int(deleted or 0))
         return StatusFacts(watermarks, runs, counts)

@@ -61,8 +61,8 @@ def create_history(dest: SqlDestination, ep: Endpoint) -> bool:
 def _select_versions(
     dest: SqlDestination, ep: Endpoint, source: str, synced_at: str, run_id: str
 ) -> str:
-    """The typed columns and version columns of the rows of `source`, in `_names` order (the
-    first parameter: the time of a version with no update time)."""
+    """The typed columns and version columns of the rows of `source`, in `version_names`
+    order (the first parameter: the time of a version with no update time)."""
     sql = dest.table_sql(ep)
     columns = dest.typed_columns(ep)
     upd = quote(sql.update_column) if sql.update_column else "NULL"
@@ -74,7 +74,8 @@ def _select_versions(
     )
 
 
-def _names(ep: Endpoint) -> str:
+def version_names(ep: Endpoint) -> str:
+    """The history columns a version is inserted with, in order."""
     names = [quote(f.column) for f in ep.fields]
     names += ["_raw", "_valid_from", "_version_hash", "_updated_latest", "_synced_at", "_run_id"]
     return ", ".join(names)
@@ -92,7 +93,7 @@ def add_versions(
     # open version's content is the same version again.
     same = "" if ep.update_field else "AND h._valid_to IS NULL AND h._closed_reason IS NULL"
     dest.execute(
-        f"INSERT INTO {table} ({_names(ep)}) "
+        f"INSERT INTO {table} ({version_names(ep)}) "
         f"SELECT DISTINCT ON ({key}, _version_hash) * FROM ({versions}) AS v "
         f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS h WHERE h.{key} = v.{key} "
         f"AND h._version_hash = v._version_hash {same})",
@@ -107,7 +108,8 @@ def seed(dest: SqlDestination, ep: Endpoint) -> int:
     table = history_table(dest, ep)
     current = dest.table_sql(ep).table
     versions = _select_versions(dest, ep, current, "_synced_at", "_run_id")
-    rows = dest.execute(f"INSERT INTO {table} ({_names(ep)}) {versions} RETURNING 1", [_EPOCH])
+    names = version_names(ep)
+    rows = dest.execute(f"INSERT INTO {table} ({names}) {versions} RETURNING 1", [_EPOCH])
     redraw(dest, ep, f"SELECT {quote(ep.column_key)} FROM {current}")
     return len(rows)
 

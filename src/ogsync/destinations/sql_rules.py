@@ -156,67 +156,93 @@ def _rewrite_table(
     hashed: set[str],
 ) -> None:
     """`_raw` under the new rules; newly excluded columns dropped; newly hashed columns
-    hashed. Each row is rewritten from its `_raw` (which holds every field as stored)."""
-    key = quote(ep.column_key)
-    identity = [key, "_raw"] + (["_version_hash"] if table.endswith('_history"') else [])
-    rows = dest.execute(f"SELECT {', '.join(identity)} FROM {table}")
-    for name in sorted(excluded):
-        column = plain.field_named(name).column
-        dest.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {quote(column)}")
-    for name in sorted(hashed):
-        column = plain.field_named(name).column
-        dest.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {quote(column)}")
-        dest.execute(f"ALTER TABLE {table} ADD COLUMN {quote(column)} VARCHAR")
-    if not rows:
+    hashed."""
+    staged, columns = governed_rows(dest, ep, table, governance, hashed)
+    for name in sorted(excluded | hashed):
+        column = quote(plain.field_named(name).column)
+        dest.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {column}")
+        if name in hashed:
+            dest.execute(f"ALTER TABLE {table} ADD COLUMN {column} VARCHAR")
+    if not staged.num_rows:
         return
-    keys, raws, versions, hashes = [], [], [], {n: [] for n in hashed}
-    for row in rows:
+    sets = [f"_raw = CAST(r.raw AS {dest.dialect.json})"]
+    sets += [f"{quote(column)} = r.{name}" for name, column in columns.items()]
+    with dest.stage("ogsync_rewrite", staged) as relation:
+        dest.execute(
+            f"UPDATE {table} AS t SET {', '.join(sets)} FROM {relation} AS r "
+            f"WHERE {rewrite_match(ep, table)}"
+        )
+
+
+def rewrite_match(ep: Endpoint, table: str) -> str:
+    """How a staged row of `governed_rows` (alias r) finds its row (alias t)."""
+    match = f"t.{quote(ep.column_key)} = r.k"
+    return match + (" AND t._version_hash = r.v" if table.endswith('_history"') else "")
+
+
+def governed_rows(
+    dest: SqlDestination, ep: Endpoint, table: str, governance: Governance, hashed: set[str]
+) -> tuple[pa.Table, dict[str, str]]:
+    """Each row of `table` with its `_raw` under the new rules (k, v: the version hash in a
+    history table, raw) and the values of newly hashed fields (staged column -> the table's
+    column), from the `_raw` it holds, which has every field as stored."""
+    history = table.endswith('_history"')
+    identity = [quote(ep.column_key), "_raw"] + (["_version_hash"] if history else [])
+    plain = BY_NAME[ep.name]
+    columns = {f"h_{i}": plain.field_named(name).column for i, name in enumerate(sorted(hashed))}
+    keys, raws, versions = [], [], []
+    values: dict[str, list[object]] = {name: [] for name in sorted(hashed)}
+    for row in dest.execute(f"SELECT {', '.join(identity)} FROM {table}"):
         record = orjson.loads(row[1]) if isinstance(row[1], str | bytes) else row[1]  # JSONB
         original = record if isinstance(record, dict) else {}
         governed = governance.record(ep.name, original) if original else original
         keys.append(row[0])
-        raws.append(orjson.dumps(governed).decode() if governed else _text(row[1]))
-        versions.append(row[2] if len(row) > 2 else "")
-        for name in hashed:
-            hashes[name].append(governed.get(name) if governed else None)
+        raws.append(orjson.dumps(governed).decode() if governed else as_text(row[1]))
+        versions.append(row[2] if history else "")
+        for name in values:
+            values[name].append(governed.get(name) if governed else None)
     staged = pa.table(
         {
             "k": pa.array(keys, pa.string()),
             "v": pa.array(versions, pa.string()),
             "raw": pa.array(raws, pa.string()),
-            **{f"h_{i}": pa.array(hashes[n], pa.string()) for i, n in enumerate(sorted(hashed))},
+            **{
+                staged: pa.array(values[name], pa.string())
+                for staged, name in zip(columns, sorted(hashed), strict=True)
+            },
         }
     )
-    sets = [f"_raw = CAST(r.raw AS {dest.dialect.json})"]
-    sets += [
-        f"{quote(plain.field_named(n).column)} = r.h_{i}" for i, n in enumerate(sorted(hashed))
-    ]
-    match = f"t.{key} = r.k"
-    if table.endswith('_history"'):
-        match += " AND t._version_hash = r.v"
-    with dest.stage("ogsync_rewrite", staged) as relation:
-        dest.execute(
-            f"UPDATE {table} AS t SET {', '.join(sets)} FROM {relation} AS r WHERE {match}"
-        )
+    return staged, columns
 
 
 def _rewrite_payloads(dest: SqlDestination, governance: Governance) -> None:
     """Stored webhook payloads and dead letters under the new rules."""
-    events = dest.execute(f"SELECT event_id, payload FROM {dest.s}.{EVENTS_TABLE}")
-    changed = [(k, governance.payload(_text(p)), _text(p)) for k, p in events]
-    changed = [(k, after) for k, after, before in changed if after != before]
-    if changed:
-        staged = pa.table(
-            {"k": pa.array([k for k, _ in changed], pa.string()),
-             "p": pa.array([p for _, p in changed], pa.string())}
-        )  # fmt: skip
-        with dest.stage("ogsync_rewrite_events", staged) as relation:
+    changed = changed_events(dest, governance)
+    if changed.num_rows:
+        with dest.stage("ogsync_rewrite_events", changed) as relation:
             dest.execute(
                 f"UPDATE {dest.s}.{EVENTS_TABLE} AS t SET payload = CAST(r.p AS "
                 f"{dest.dialect.json}) FROM {relation} AS r WHERE t.event_id = r.k"
             )
+    rewrite_rejected(dest, governance)
+
+
+def changed_events(dest: SqlDestination, governance: Governance) -> pa.Table:
+    """The stored webhook payloads the new rules change: event id (k) and payload (p)."""
+    events = dest.execute(f"SELECT event_id, payload FROM {dest.s}.{EVENTS_TABLE}")
+    changed = [(k, governance.payload(as_text(p)), as_text(p)) for k, p in events]
+    changed = [(k, after) for k, after, before in changed if after != before]
+    return pa.table(
+        {"k": pa.array([k for k, _ in changed], pa.string()),
+         "p": pa.array([p for _, p in changed], pa.string())}
+    )  # fmt: skip
+
+
+def rewrite_rejected(dest: SqlDestination, governance: Governance) -> None:
+    """Dead letters under the new rules, one by one (few: each is a failure someone should
+    look at)."""
     rejected = dest.execute(f"SELECT source, item_id, payload FROM {dest.s}.{REJECTED_TABLE}")
-    for source, item, payload in rejected:  # few: each is a failure someone should look at
+    for source, item, payload in rejected:
         if source == "webhook":
             governed = governance.payload(payload)
         else:
@@ -233,5 +259,5 @@ def _rewrite_payloads(dest: SqlDestination, governance: Governance) -> None:
             )
 
 
-def _text(value: object) -> str:
+def as_text(value: object) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()

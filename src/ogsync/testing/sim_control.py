@@ -69,23 +69,9 @@ class SimStats(TypedDict):
     max_concurrent_total: int
 
 
-class FaultSettings(TypedDict):
-    """The simulator's `Faults`, as its controls show them."""
-
-    latency_ms: float
-    latency_jitter: float
-    rate_429: float
-    rate_5xx: float
-    rate_423: float
-    rate_drop: float
-    rate_malformed: float
-    retry_after: int | None
-    limit_per_minute: int
-    only_endpoints: list[str] | None
-
-
-class FaultChanges(TypedDict, total=False):
-    """Any subset of `FaultSettings`, to change at run time."""
+class FaultSettings(TypedDict, total=False):
+    """The simulator's `Faults`: all of them as its controls show them, or any subset to
+    change at run time."""
 
     latency_ms: float
     latency_jitter: float
@@ -212,7 +198,7 @@ class SimControl:
     def faults(self) -> FaultSettings:
         return self._call("GET", "/faults")
 
-    def set_faults(self, **changes: Unpack[FaultChanges]) -> FaultSettings:
+    def set_faults(self, **changes: Unpack[FaultSettings]) -> FaultSettings:
         """Change the named fault settings, leave the others; returns them all."""
         return self._call("POST", "/faults", dict(changes))
 

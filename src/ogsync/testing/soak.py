@@ -30,10 +30,10 @@ from ogsync.destinations.duckdb import file_url
 from ogsync.endpoints import select
 from ogsync.simulator.server import DEFAULT_API_KEY, free_port, simulator_process
 from ogsync.testing.cli import clean_env
-from ogsync.testing.sim_control import DeliveriesPending, FaultChanges, SimControl
+from ogsync.testing.sim_control import DeliveriesPending, FaultSettings, SimControl
 
 SECRET = "soak-webhook-secret"
-FAULTS = FaultChanges(rate_429=0.2, rate_5xx=0.05, rate_drop=0.02, rate_malformed=0.01)
+FAULTS = FaultSettings(rate_429=0.2, rate_5xx=0.05, rate_drop=0.02, rate_malformed=0.01)
 
 
 def ogsync_process(args: list[str], env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen:
