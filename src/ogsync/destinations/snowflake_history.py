@@ -6,7 +6,7 @@ differs is how it is said:
 - JSON text becomes VARIANT with PARSE_JSON (a CAST would store a string), and a version's
   hash is that of the value's JSON as Snowflake writes it (TO_JSON), so the text staged and
   the value stored hash alike;
-- no DISTINCT ON, RETURNING or ON CONFLICT: QUALIFY, row counts, an UPDATE then an INSERT;
+- no RETURNING or ON CONFLICT: row counts, an UPDATE then an INSERT;
 - no index on the history table (standard Snowflake tables have none; it prunes by itself);
 - the deletion closing a version is found by a join, not a correlated subquery with a range
   (which Snowflake does not evaluate);
@@ -32,7 +32,12 @@ from ogsync.destinations.base import (
     EVENTS_TABLE,
     quote,
 )
-from ogsync.destinations.sql_history import HISTORY_COLUMNS, history_table, version_names
+from ogsync.destinations.sql_history import (
+    HISTORY_COLUMNS,
+    history_table,
+    insert_new_versions,
+    version_names,
+)
 from ogsync.destinations.sql_rules import (
     RULES_TABLE,
     _refuse_the_impossible,
@@ -91,7 +96,9 @@ def _versions(
     time of a version with no update time)."""
     sql = dest.table_sql(ep)
     typed = [
-        f"parse_json({quote(f.column)})" if staged and f.type in JSON_TYPES else quote(f.column)
+        f"parse_json({quote(f.column)}) AS {quote(f.column)}"
+        if staged and f.type in JSON_TYPES
+        else quote(f.column)
         for f in ep.fields
     ]
     upd = quote(sql.update_column) if sql.update_column else "NULL"
@@ -107,20 +114,9 @@ def add_versions(
     dest: SnowflakeDestination, ep: Endpoint, staged: str, synced_at: datetime, run_id: str
 ) -> None:
     """Keep the versions of a staged batch not yet kept, and redraw their keys' timelines."""
-    table = history_table(dest, ep)
-    key = quote(ep.column_key)
     versions = _versions(dest, ep, staged, True, f"CAST(? AS {TS})", "CAST(? AS VARCHAR)")
-    # Without an update time, going back to an earlier content is a new version: only the
-    # open version's content is the same version again.
-    same = "" if ep.update_field else "AND h._valid_to IS NULL AND h._closed_reason IS NULL"
-    dest.execute(
-        f"INSERT INTO {table} ({version_names(ep)}) SELECT * FROM ({versions}) AS v "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS h WHERE h.{key} = v.{key} "
-        f"AND h._version_hash = v._version_hash {same}) "
-        f"QUALIFY row_number() OVER (PARTITION BY v.{key}, v._version_hash ORDER BY v.{key}) = 1",
-        [synced_at, synced_at, run_id],
-    )
-    redraw(dest, ep, f"SELECT {key} FROM {staged}")
+    insert_new_versions(dest, ep, versions, [synced_at, synced_at, run_id])
+    redraw(dest, ep, f"SELECT {quote(ep.column_key)} FROM {staged}")
 
 
 def seed(dest: SnowflakeDestination, ep: Endpoint) -> int:

@@ -311,7 +311,7 @@ class SqlDestination(ABC):
         """The endpoint's columns as a staged batch gives them, JSON fields cast to JSON."""
         json_types = (FieldType.JSON, FieldType.JSON_TEXT)
         return [
-            f"CAST({quote(f.column)} AS {self.dialect.json})"
+            f"CAST({quote(f.column)} AS {self.dialect.json}) AS {quote(f.column)}"
             if f.type in json_types
             else quote(f.column)
             for f in ep.fields

@@ -17,6 +17,7 @@ disagree. Versions that came and went between two syncs were never fetched and a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ogsync.destinations.base import DELETIONS_TABLE, quote
@@ -85,21 +86,31 @@ def add_versions(
     dest: SqlDestination, ep: Endpoint, staged: str, synced_at: object, run_id: str
 ) -> None:
     """Keep the versions of a staged batch not yet kept, and redraw their keys' timelines."""
-    table = history_table(dest, ep)
-    key = quote(ep.column_key)
     at, run = "CAST(? AS TIMESTAMPTZ)", "CAST(? AS VARCHAR)"
     versions = _select_versions(dest, ep, staged, at, run)
+    insert_new_versions(dest, ep, versions, [synced_at, synced_at, run_id])
+    redraw(dest, ep, f"SELECT {quote(ep.column_key)} FROM {staged}")
+
+
+def insert_new_versions(
+    dest: SqlDestination, ep: Endpoint, versions: str, params: Sequence[object]
+) -> None:
+    """Insert the rows of `versions` (a query, in `version_names` order) that are not kept
+    yet, one per key and content, in a statement every dialect runs."""
+    table = history_table(dest, ep)
+    key = quote(ep.column_key)
+    names = version_names(ep)
     # Without an update time, going back to an earlier content is a new version: only the
     # open version's content is the same version again.
     same = "" if ep.update_field else "AND h._valid_to IS NULL AND h._closed_reason IS NULL"
     dest.execute(
-        f"INSERT INTO {table} ({version_names(ep)}) "
-        f"SELECT DISTINCT ON ({key}, _version_hash) * FROM ({versions}) AS v "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS h WHERE h.{key} = v.{key} "
-        f"AND h._version_hash = v._version_hash {same})",
-        [synced_at, synced_at, run_id],
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM (SELECT v.*, row_number() OVER "
+        f"(PARTITION BY v.{key}, v._version_hash ORDER BY v.{key}) AS _first "
+        f"FROM ({versions}) AS v WHERE NOT EXISTS (SELECT 1 FROM {table} AS h "
+        f"WHERE h.{key} = v.{key} AND h._version_hash = v._version_hash {same})) AS n "
+        "WHERE _first = 1",
+        params,
     )
-    redraw(dest, ep, f"SELECT {key} FROM {staged}")
 
 
 def seed(dest: SqlDestination, ep: Endpoint) -> int:
