@@ -141,6 +141,9 @@ class DuckDBDestination(SqlDestination):
         # stays in memory, so this also sets DuckDB's peak: the trade-off between the two is
         # measured by bench/sync.py.
         self.conn.execute("SET checkpoint_threshold = '192MB'")
+        # One thread: the loader shares the cores with the workers fetching and typing pages,
+        # and a second DuckDB thread there costs more CPU than it saves (bench/sync.py).
+        self.conn.execute("SET threads = 1")
         if memory_limit:
             try:
                 self.conn.execute("SET memory_limit = ?", [memory_limit])
