@@ -47,6 +47,7 @@ DUCKDB = Dialect(
     },
     json="JSON",
     comments=True,
+    history_key_index=False,
 )
 UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip

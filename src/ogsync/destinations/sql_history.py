@@ -54,7 +54,11 @@ def create_history(dest: SqlDestination, ep: Endpoint) -> bool:
     for name, kind in columns:
         dest.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(name)} {kind}")
     key = quote(ep.column_key)
-    dest.execute(f"CREATE INDEX IF NOT EXISTS {quote(ep.name + '_history_key')} ON {table} ({key})")
+    index = quote(ep.name + "_history_key")
+    if dest.dialect.history_key_index:
+        dest.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({key})")
+    else:  # a warehouse made before this knew better sheds its index
+        dest.execute(f"DROP INDEX IF EXISTS {dest.s}.{index}")
     return new
 
 
