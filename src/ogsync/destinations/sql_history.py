@@ -95,14 +95,26 @@ def add_versions(
     # Without an update time, going back to an earlier content is a new version: only the
     # open version's content is the same version again.
     same = "" if ep.update_field else "AND h._valid_to IS NULL AND h._closed_reason IS NULL"
+    # A version is inserted as its key's only one would be drawn: current, valid from its
+    # own time. Only the keys with another version or a deletion are drawn again; on a first
+    # load that is almost none.
     dest.execute(
-        f"INSERT INTO {table} ({_names(ep)}) "
-        f"SELECT DISTINCT ON ({key}, _version_hash) * FROM ({versions}) AS v "
+        f"INSERT INTO {table} ({_names(ep)}, _is_current) "
+        f"SELECT DISTINCT ON ({key}, _version_hash) *, TRUE FROM ({versions}) AS v "
         f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS h WHERE h.{key} = v.{key} "
         f"AND h._version_hash = v._version_hash {same})",
         [synced_at, synced_at, run_id],
     )
-    redraw(dest, ep, f"SELECT {key} FROM {staged}")
+    current = dest.table_sql(ep).table
+    keys = (
+        f"SELECT s.{key} FROM (SELECT DISTINCT {key} FROM {staged}) AS s "
+        f"JOIN {table} AS h ON h.{key} = s.{key} GROUP BY s.{key} HAVING count(*) > 1 "
+        f"UNION SELECT {key} FROM {staged} WHERE {key} IN (SELECT record_id FROM "
+        f"{dest.s}.{DELETIONS_TABLE} WHERE endpoint = ?) OR {key} IN (SELECT {key} FROM "
+        f"{current} WHERE _deleted_at IS NOT NULL)"
+    )
+    if dest.execute(f"SELECT 1 FROM ({keys}) AS k LIMIT 1", [ep.name]):
+        redraw(dest, ep, keys, (ep.name,))
 
 
 def seed(dest: SqlDestination, ep: Endpoint) -> int:
