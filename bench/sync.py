@@ -152,7 +152,7 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
         "0",
     ]
     started = time.perf_counter()
-    with simulator_process(sim_args, timeout=300) as sim, SimControl(sim.url) as control:
+    with simulator_process(sim_args, timeout=900) as sim, SimControl(sim.url) as control:
         ready = time.perf_counter() - started
         env = clean_env()
         env.update(
