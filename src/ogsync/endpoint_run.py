@@ -43,8 +43,9 @@ from ogsync.vocabulary import RunKind, RunStatus
 log = logging.getLogger("ogsync.sync")
 
 # Parsed records take several times the memory of their typed Arrow columns: type every few
-# pages, and gather the compact result into the batch the warehouse gets.
-TYPE_EVERY = 2500
+# pages (ten: with five workers, fewer records parsed at once and no more CPU; bench/sync.py),
+# and gather the compact result into the batch the warehouse gets.
+TYPE_EVERY = 1000
 
 Loader = GroupCommitWriter[BatchWrite, WriteResult]
 

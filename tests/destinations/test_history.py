@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import pytest
 
 from ogsync.destinations.base import Commit, Destination, RunLog
 from ogsync.endpoints import BY_NAME, ENDPOINTS, Endpoint
@@ -138,6 +139,40 @@ def ready(wh: Any) -> Destination:
     dest = wh.open_dest()
     dest.prepare(ALL.endpoints())
     return dest
+
+
+HISTORY_KEY_INDEXES = {
+    "duckdb": "SELECT index_name AS name FROM duckdb_indexes() WHERE schema_name = ?",
+    "postgres": "SELECT indexname AS name FROM pg_indexes WHERE schemaname = ?",
+}
+
+
+def test_history_tables_have_a_key_index_only_where_the_warehouse_reads_it(wh):
+    """PostgreSQL looks a batch's keys up in the index; DuckDB joins by hash and never reads
+    it, so it has none (it would hold memory growing with the table), and drops one that an
+    earlier ogsync made."""
+    if wh.backend not in HISTORY_KEY_INDEXES:
+        pytest.skip("no indexes to speak of")
+
+    def indexes() -> set[str]:
+        rows = wh.rows(HISTORY_KEY_INDEXES[wh.backend], [wh.schema])
+        return {r["name"] for r in rows if r["name"].endswith("_history_key")}
+
+    history = {ep.name for ep in ALL.endpoints() if ep.history}
+    assert history
+    ready(wh)
+    if wh.backend == "postgres":
+        assert indexes() == {f"{name}_history_key" for name in history}
+        return
+    assert indexes() == set()
+    dest = wh.open_dest()
+    dest.execute(  # type: ignore[attr-defined]
+        f"CREATE INDEX orders_history_key ON {wh.s}.orders_history (public_id)"
+    )
+    wh.close_writers()
+    assert indexes() == {"orders_history_key"}
+    ready(wh)
+    assert indexes() == set()
 
 
 def write(wh: Any, records: list[dict[str, Any]], run_id: str) -> None:

@@ -47,6 +47,7 @@ DUCKDB = Dialect(
     },
     json="JSON",
     comments=True,
+    history_key_index=False,
 )
 UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
@@ -141,6 +142,9 @@ class DuckDBDestination(SqlDestination):
         # stays in memory, so this also sets DuckDB's peak: the trade-off between the two is
         # measured by bench/sync.py.
         self.conn.execute("SET checkpoint_threshold = '192MB'")
+        # One thread: the loader shares the cores with the workers fetching and typing pages,
+        # and a second DuckDB thread there costs more CPU than it saves (bench/sync.py).
+        self.conn.execute("SET threads = 1")
         if memory_limit:
             try:
                 self.conn.execute("SET memory_limit = ?", [memory_limit])

@@ -63,6 +63,10 @@ class Dialect:
     # The warehouse keeps COMMENT ON tables, views and columns: `prepare` writes the data
     # dictionary's descriptions there (ogsync.destinations.sql_dictionary).
     comments: bool = False
+    # An index on each history table's key. PostgreSQL looks a batch's keys up in it; DuckDB
+    # joins a batch to its history by hash over a scan and never reads the index, which would
+    # only hold memory that grows with the table.
+    history_key_index: bool = True
 
     def column_type(self, kind: FieldType) -> str:
         return self.types[kind]

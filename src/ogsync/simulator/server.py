@@ -110,6 +110,7 @@ class RunningSimulator:
     url: str
     api_key: str
     sim: Simulator | None = None  # present when it runs in this process
+    pid: int | None = None  # the process serving, when it is a child of this one
 
 
 @contextmanager
@@ -150,7 +151,7 @@ def simulator_process(
         if attempt == 2:
             raise RuntimeError(f"the simulator exited with status {proc.returncode}")
     try:
-        yield RunningSimulator(url, api_key)
+        yield RunningSimulator(url, api_key, pid=proc.pid)
     finally:
         stop_process(proc)
 
