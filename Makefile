@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format simulator bench clean
+.PHONY: demo test lint format simulator bench clean dbt-package
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,airflow]'
+	$(BIN)/pip install --quiet -e '.[dev,airflow,dbt]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,6 +29,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+# The dbt package's sources and staging models, written again from the data dictionary.
+dbt-package: $(STAMP)
+	$(BIN)/python -m ogsync.analytics.generate
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulator.py
