@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
+from typing import Any
 
 import duckdb
 from rich.console import Console
 
+from analytics import dictionary_scaffold
+from ogsync import demo
+from ogsync.analytics import build
+from ogsync.config import Settings
 from ogsync.demo import run_demo
+from ogsync.destinations.duckdb import file_url
 
 
-def test_the_demo_syncs_changes_and_soft_deletes_what_the_webhooks_announce(tmp_path):
+def test_the_demo_syncs_changes_soft_deletes_and_shows_mrr_and_churn(tmp_path, monkeypatch):
+    real_build = build.build_package
+
+    def with_codes(project: Path, **kwargs: Any) -> Any:
+        # SCAFFOLDING until part A of issue 18 lands: the warehouse creates `codes` itself then.
+        dictionary_scaffold.ensure_codes_table(file_url(path), "ordergroove")
+        return real_build(project, **kwargs)
+
+    monkeypatch.setattr(build, "build_package", with_codes)
     out = io.StringIO()
     path = tmp_path / "demo.duckdb"
     run_demo(1500, path, Console(file=out, width=120))
@@ -24,5 +39,26 @@ def test_the_demo_syncs_changes_and_soft_deletes_what_the_webhooks_announce(tmp_
         (runs,) = conn.execute(
             "SELECT count(DISTINCT run_id) FROM ordergroove._ogsync_runs WHERE status = 'success'"
         ).fetchone()
+        months = conn.execute(
+            "SELECT strftime(month_start, '%Y-%m'), sum(mrr) "
+            "FROM ordergroove_analytics.ordergroove__monthly_recurring_revenue "
+            "GROUP BY 1 ORDER BY 1 DESC LIMIT 12"
+        ).fetchall()
     assert deleted > 0
     assert runs == 2
+    # The summary: the last twelve months of the MRR mart, each with its bar, the largest full.
+    assert "Monthly recurring revenue and churn" in text, text[-3000:]
+    assert len(months) == 12
+    for month, mrr in months:
+        assert month in text and f"{mrr:,.0f}" in text
+    assert "█" * 24 in text
+    assert (tmp_path / "demo-dbt" / "dbt_project.yml").is_file()
+
+
+def test_without_dbt_the_demo_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "dbt_available", lambda adapter="duckdb": False)
+    out = io.StringIO()
+    settings = Settings(destination=file_url(tmp_path / "demo.duckdb"))
+    assert not demo.analytics(tmp_path / "demo.duckdb", settings, Console(file=out, width=200))
+    assert "pip install 'ogsync[dbt]'" in out.getvalue()
+    assert not (tmp_path / "demo-dbt").exists()
