@@ -1,0 +1,94 @@
+"""The dbt package built for real: one simulated merchant synced per backend (DuckDB, then
+PostgreSQL), a project scaffolded by `ogsync dbt init`, `dbt build` run once, and the tests of
+that backend's module share it all."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from subprocess import CompletedProcess
+from typing import Any
+
+import duckdb
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from ogsync.analytics import build
+from ogsync.analytics.scaffold import POSTGRES_PASSWORD_ENV, init_project
+from ogsync.destinations.duckdb import file_url
+
+from . import dictionary_scaffold
+from .merchant import START, SyncedMerchant, sync_merchant
+from .reference import Reference
+
+# SCAFFOLDING until part A of issue 18 lands: `ogsync.dictionary.tables` (dictionary_scaffold).
+dictionary_scaffold.install()
+
+# Generous: two cores shared by several test runs; a build takes tens of seconds.
+DBT_TIMEOUT = 600
+
+
+@dataclass
+class BuiltWarehouse:
+    """A synced warehouse with the dbt package built on it."""
+
+    backend: str
+    url: str
+    schema: str
+    project: Path
+    merchant: SyncedMerchant
+    build: CompletedProcess[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def dbt(self, *args: str) -> CompletedProcess[str]:
+        return build.run_dbt(self.project, args, env=self.env, timeout=DBT_TIMEOUT)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Rows as dicts; `{marts}` and `{staging}` name the package's schemas."""
+        sql = sql.format(
+            marts=f'"{self.schema}_analytics"',
+            staging=f'"{self.schema}_staging"',
+            source=f'"{self.schema}"',
+        )
+        if self.backend == "duckdb":
+            with duckdb.connect(self.url.removeprefix("duckdb:///"), read_only=True) as conn:
+                cursor = conn.execute(sql, list(params))
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        with psycopg.connect(self.url, autocommit=True, row_factory=dict_row) as conn:
+            return conn.execute(sql.replace("?", "%s"), list(params)).fetchall()  # type: ignore[arg-type]
+
+    def reference(self) -> Reference:
+        settings = self.merchant.settings
+        return Reference(
+            self.merchant.seen_versions(), self.merchant.truth, settings.tz, settings.tz
+        )
+
+    def run_results(self) -> list[dict[str, Any]]:
+        return json.loads((self.project / "target" / "run_results.json").read_text())["results"]
+
+
+@pytest.fixture(scope="module")
+def built(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BuiltWarehouse]:
+    """The warehouse of the module's backend (`BACKEND` in the test module), built."""
+    backend = request.module.BACKEND
+    folder = tmp_path_factory.mktemp(f"dbt-{backend}")
+    env: dict[str, str] = {}
+    if backend == "duckdb":
+        url, schema = file_url(folder / "warehouse.duckdb"), "ordergroove"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        url, schema = server.url, "og_dbt"
+        # The profile reads the password from the environment (never written in it).
+        env[POSTGRES_PASSWORD_ENV] = server.password
+    merchant = sync_merchant(url, schema, folder, start=START)
+    dictionary_scaffold.ensure_codes_table(url, schema)  # SCAFFOLDING: part A creates it
+    project = folder / "project"
+    init_project(project, merchant.settings)
+    result = build.build_package(project, env=env, timeout=DBT_TIMEOUT)
+    yield BuiltWarehouse(backend, url, schema, project, merchant, result, env)
