@@ -38,6 +38,10 @@ MARTS = (
 )
 
 
+def same_measures(expected: dict[str, float], actual: dict[str, float]) -> bool:
+    return all(close(expected.get(m, 0.0), actual[m]) for m in MEASURES)
+
+
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
@@ -85,11 +89,7 @@ def test_monthly_recurring_revenue_matches_the_simulator(built: BuiltWarehouse) 
     expected = reference.mrr()
     rows = built.rows("SELECT * FROM {marts}.ordergroove__monthly_recurring_revenue")
     actual = {(r["month_start"], r["product_id"]): {m: float(r[m]) for m in MEASURES} for r in rows}
-
-    def same(e: dict[str, float], a: dict[str, float]) -> bool:
-        return all(close(e.get(m, 0.0), a[m]) for m in MEASURES)
-
-    assert not differences(expected, actual, same)[:10]
+    assert not differences(expected, actual, same_measures)[:10]
     totals = Counter[str]()
     for row in actual.values():
         totals.update(row)
