@@ -17,3 +17,10 @@
         - contraction_mrr - churned_mrr - mrr
     ) > 0.01
 {% endtest %}
+
+{% test ordergroove_one_row(model) %}
+    {#- The model holds exactly one row. -#}
+    select count(*) as rows_found
+    from {{ model }}
+    having count(*) <> 1
+{% endtest %}

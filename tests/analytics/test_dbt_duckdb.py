@@ -90,9 +90,24 @@ def test_a_warehouse_synced_with_less_still_builds(built: BuiltWarehouse, tmp_pa
     assert active > 0 and priced == 0  # no subscription has its own price in the simulator
 
 
-def test_reactivation_and_a_product_switch(built: BuiltWarehouse, tmp_path: Path) -> None:
+def _rows(path: Path, sql: str) -> list[dict[str, Any]]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        cursor = conn.execute(sql)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _mrr(path: Path) -> dict[tuple[date, str], dict[str, float]]:
+    rows = _rows(path, "SELECT * FROM ordergroove_analytics.ordergroove__monthly_recurring_revenue")
+    return {(r["month_start"], r["product_id"]): {m: float(r[m]) for m in MEASURES} for r in rows}
+
+
+def test_reactivation_a_product_switch_and_a_chosen_end(
+    built: BuiltWarehouse, tmp_path: Path
+) -> None:
     """The simulator never reactivates a subscription nor moves one to another product: write
-    both into a copy's history, as a sync would have, and check MRR's movements."""
+    both into a copy's history, as a sync would have, and check MRR's movements; with the marts
+    ending at a moment chosen (`ordergroove_as_of`) before the data does."""
     merchant = built.merchant
     tz = merchant.settings.tz
     versions = merchant.seen_versions()
