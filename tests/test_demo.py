@@ -32,6 +32,7 @@ def test_the_demo_syncs_changes_soft_deletes_and_shows_mrr_and_churn(tmp_path, m
     text = out.getvalue()
     assert "1. Full sync of all nine endpoints" in text
     assert "Signed webhooks delivered to the receiver" in text
+    assert "ordergroove.orders_current" in text  # how to query it, by the view's new name
     with duckdb.connect(str(path), read_only=True) as conn:
         (deleted,) = conn.execute(
             "SELECT count(*) FROM ordergroove.orders WHERE _deleted_reason = 'webhook:order.delete'"

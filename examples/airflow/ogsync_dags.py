@@ -6,7 +6,9 @@ applied first, then one task per endpoint, at most five at once, in the pool
 
     airflow pools set ogsync_my-store 5 "ogsync: my-store's endpoints"
 
-The workers need ogsync installed and the variables ogsync.toml names (the API keys).
+The scheduler and the workers need ogsync with the extras this file and ogsync.toml use,
+`pip install 'ogsync[airflow,postgres]'`, and the workers the variables ogsync.toml names (the
+API keys).
 """
 
 from pathlib import Path

@@ -20,8 +20,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, CronTriggerTimetable, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from ogsync.extras import MissingExtra, is_missing_dependency, missing_extra_message
+
+try:
+    from airflow.sdk import DAG, CronTriggerTimetable, get_current_context, task
+    from airflow.sdk.exceptions import AirflowFailException
+except ModuleNotFoundError as exc:  # no Airflow, or one older than 3.2 (no airflow.sdk)
+    if not is_missing_dependency(exc):
+        raise
+    raise MissingExtra(
+        missing_extra_message("ogsync.airflow (Airflow 3.2 or later)", "airflow")
+    ) from None
 
 from ogsync.config import ConfigError, merchant_names
 from ogsync.destinations.registry import kind_of

@@ -1,4 +1,4 @@
-"""The `ogsync` command: a thin Typer layer over the library."""
+"""The `ogsync` command: a thin Typer layer over the library (`ogsync.runner`)."""
 
 from __future__ import annotations
 
@@ -13,31 +13,100 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import click
 import pyarrow
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
-from ogsync import runner
+from ogsync import __version__, runner
 from ogsync.apitime import from_local_naive, zone
-from ogsync.config import ConfigError, Settings
+from ogsync.config import CONFIG_FILE, ConfigError, Settings
 from ogsync.destinations import EXAMPLES
 from ogsync.endpoints import select
 from ogsync.exit_codes import EXIT_CONFIG, EXIT_ENDPOINT_FAILED, EXIT_OK
 from ogsync.options import Backfill, SyncOptions
 from ogsync.outcome import Listener, SyncResult
-from ogsync.output import LogListener, ProgressListener, configure_logging, summary_table
+from ogsync.output import (
+    STDERR,
+    LogListener,
+    ProgressListener,
+    configure_logging,
+    summary_table,
+)
 from ogsync.plan import WindowSize
 from ogsync.runner import Merchant
 from ogsync.schedule import DEFAULT_CRON, DEFAULT_ZONE
 from ogsync.simulator.cli import simulator_app
 
+# What `ogsync --help` shows: written for someone meeting ogsync for the first time. Help is
+# Markdown (paragraphs reflow to the terminal's width; brackets in text stay as written).
+HELP = "\n\n".join(
+    [
+        "Keep a data warehouse in step with a merchant's Ordergroove subscription data.",
+        "ogsync copies Ordergroove's customers, subscriptions, orders, items, addresses and "
+        "more into DuckDB (a local file, the default) or PostgreSQL. The first sync loads "
+        "everything, later ones only what changed; deletions arrive by Ordergroove's webhooks.",
+        "**First steps**",
+        "\n".join(
+            [
+                "    ogsync demo                see it work on a simulated merchant",
+                "    ogsync init                write ogsync.toml, every setting explained",
+                "    export OGSYNC_API_KEY=...  a key with Bulk Operations permission",
+                "    ogsync check               does the API accept the key?",
+                "    ogsync sync                bring the warehouse up to date",
+                "    ogsync status              how far behind each endpoint is",
+            ]
+        ),
+        "Flags beat environment variables (OGSYNC_...), which beat ogsync.toml. Exit codes: "
+        "0 ok, 1 an endpoint failed, 2 bad usage or settings, 3 the API refused the key. "
+        "Add -h to any command for its options.",
+    ]
+)
+
+START, RUN, TRY = "Start here", "Keep it running", "Try it without an account"
+# The order commands are listed in: as a newcomer meets them (others come last).
+ORDER = ("init", "check", "sync", "status", "backfill", "reconcile", "schedule", "webhooks",
+         "rewrite", "demo", "simulator")  # fmt: skip
+
+
+class _InOrder(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = super().list_commands(ctx)
+        return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
+
 # Tracebacks never show local variables: an API key is a local somewhere.
 app = typer.Typer(
-    no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_show_locals=False
+    cls=_InOrder,
+    no_args_is_help=True,
+    add_completion=False,
+    help=HELP,
+    rich_markup_mode="markdown",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_show_locals=False,
 )
-app.add_typer(simulator_app, name="simulator")
 
-err = Console(stderr=True)
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ogsync {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """The options before any command."""
+
+
+app.add_typer(simulator_app, name="simulator", rich_help_panel=TRY)
+
+err = STDERR  # one Console for errors, progress bars and the log, so they never collide
 
 
 # Options most commands share.
@@ -82,10 +151,10 @@ def fail(message: str, code: int = EXIT_CONFIG) -> typer.Exit:
 
 webhooks_app = typer.Typer(
     no_args_is_help=True,
-    help="Receive Ordergroove webhooks.",
+    help="Receive Ordergroove's deletion webhooks, and apply them to the warehouse.",
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(webhooks_app, name="webhooks", rich_help_panel=RUN)
 
 
 class CliReporter(runner.Reporter):
@@ -94,7 +163,7 @@ class CliReporter(runner.Reporter):
 
     def __init__(self, log_format: LogFormat = LogFormat.TEXT) -> None:
         self.log_format = log_format
-        self.console = Console(stderr=True)
+        self.console = err
         self._progress: ProgressListener | None = None
 
     def merchant(self, merchant: Merchant) -> None:
@@ -124,7 +193,8 @@ class CliReporter(runner.Reporter):
 
 
 def _say_error(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # The message is text, not markup: "[postgres]" or "[merchants.x]" must show as written.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def _merchants(
@@ -273,7 +343,7 @@ def _endpoints(names: str | None) -> Any:
         raise fail(str(exc)) from None
 
 
-@app.command()
+@app.command(rich_help_panel=START)
 def sync(
     endpoints: str | None = typer.Option(
         None, help="Comma-separated endpoints, or 'all'. Default: the seven the guide names."
@@ -300,7 +370,10 @@ def sync(
     ),
     merchant: MerchantOpt = None,
 ) -> None:
-    """Bring the warehouse up to date with the API (exit 0 ok, 1 an endpoint failed)."""
+    """Bring the warehouse up to date: the first sync loads everything, later ones what changed.
+
+    Exit 0 when every endpoint synced, 1 when one failed (the others still commit).
+    """
     chosen_endpoints = _endpoints(endpoints)
     if metrics_file is not None:
         from ogsync.metrics_file import check_writable
@@ -326,7 +399,7 @@ def sync(
     raise _sync(chosen, options, log_format, metrics_file)
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 def backfill(
     start: str = typer.Option(..., help="First day to load (ISO date, in the API's zone)."),
     end: str | None = typer.Option(None, help="Last moment to load (default: up to now)."),
@@ -345,7 +418,7 @@ def backfill(
     log_format: LogFormatOpt = "text",
     merchant: MerchantOpt = None,
 ) -> None:
-    """Load history in windows; started again after a stop, it resumes where it was."""
+    """Load history window by window; stopped and started again, it resumes where it was."""
     chosen = _merchants(
         merchant, config, destination=destination, schema=schema, env=env, base_url=base_url
     )
@@ -365,7 +438,7 @@ def backfill(
     raise _sync(chosen, options, log_format)
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 def schedule(
     cron: str | None = typer.Option(
         None, help=f"When to sync (cron, in --timezone; settings: schedule; '{DEFAULT_CRON}')."
@@ -388,9 +461,10 @@ def schedule(
     log_format: LogFormatOpt = "text",
     merchant: MerchantOpt = None,
 ) -> None:
-    """Run `sync` on a schedule until stopped (SIGTERM or Ctrl-C finish the run in flight).
+    """Sync on a schedule (the settings' cron, 13:00 Chicago by default) until stopped.
 
-    With several merchants in the settings file, each run syncs each of them in turn.
+    SIGTERM or Ctrl-C let the run in flight finish its batch. With several merchants in the
+    settings file, each run syncs each of them in turn.
     """
     from ogsync.schedule import Scheduler, validate_cron
 
@@ -448,7 +522,7 @@ def _webhook_receiver(settings: Settings, host: str, port: int) -> Iterator[None
         yield
 
 
-@app.command("reconcile")
+@app.command("reconcile", rich_help_panel=RUN)
 def reconcile_command(
     destination: DestinationOpt = None,
     schema: SchemaOpt = None,
@@ -469,7 +543,7 @@ def reconcile_command(
     raise _sync(chosen, options, log_format)
 
 
-@app.command()
+@app.command(rich_help_panel=START)
 def status(
     destination: DestinationOpt = None,
     schema: SchemaOpt = None,
@@ -487,7 +561,10 @@ def status(
     ),
     merchant: MerchantOpt = None,
 ) -> None:
-    """Per endpoint: watermark, lag, last run and rows (exit 1 when staler than --max-lag)."""
+    """How far behind each endpoint is: watermark, lag, last run and rows.
+
+    With --max-lag, exit 1 when an endpoint is staler than that (for monitoring).
+    """
     import json
 
     from ogsync.status import parse_duration, stale
@@ -539,15 +616,18 @@ class _QuietHeaders(CliReporter):
         return
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 def rewrite(
     destination: DestinationOpt = None,
     schema: SchemaOpt = None,
     config: ConfigOpt = None,
     merchant: MerchantOpt = None,
 ) -> None:
-    """Bring what the warehouse holds under the settings' field rules ([endpoints.*] exclude
-    and hash), after they changed: current and history tables, _raw, stored webhooks."""
+    """Bring what the warehouse holds under the settings' field rules, after they changed.
+
+    The rules are the `[endpoints.NAME]` tables' exclude and hash lists; rewritten are the
+    current and history tables, _raw and the stored webhooks.
+    """
     chosen = _merchants(merchant, config, destination=destination, schema=schema)
     configure_logging("text")
 
@@ -560,14 +640,17 @@ def rewrite(
     raise _each(chosen, rewrite_one)
 
 
-@app.command()
+@app.command(rich_help_panel=START)
 def check(
     env: EnvOpt = None,
     base_url: BaseUrlOpt = None,
     config: ConfigOpt = None,
     merchant: MerchantOpt = None,
 ) -> None:
-    """Check the key: one /customers/?page_size=1 call (exit 0 ok, 3 refused)."""
+    """Check that the API accepts the key and lets it list in bulk (exit 3 if not).
+
+    One call, /customers/?page_size=1, which also reads the API's clock.
+    """
     chosen = _merchants(merchant, config, env=env, base_url=base_url)
 
     def check_one(m: Merchant) -> int:
@@ -582,12 +665,40 @@ def check(
     raise _each(chosen, check_one)
 
 
+@app.command(rich_help_panel=START)
+def init(
+    path: Path = typer.Argument(Path(CONFIG_FILE), help="Where to write the settings file."),
+    force: bool = typer.Option(False, "--force", help="Write over an existing file."),
+) -> None:
+    """Write ogsync.toml: every setting at its default, with what it does."""
+    from ogsync.settings_file import write_settings_file
+    from ogsync.shell import runnable
+
+    try:
+        write_settings_file(path, force=force)
+    except FileExistsError:
+        raise fail(f"{path} exists: edit it, or write a new one over it with --force") from None
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror}") from None
+    where = "" if path == Path(CONFIG_FILE) else f" (ogsync reads it with --config {path})"
+    ogsync = runnable("ogsync")
+    Console(highlight=False).print(
+        f"Wrote {path}: every setting, commented out at its default{where}.\n"
+        "The API key is not kept in it. Next:\n"
+        "  export OGSYNC_API_KEY=...   # an API key with the Bulk Operations permission\n"
+        f"  {ogsync} check\n"
+        f"  {ogsync} sync",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
 dbt_app = typer.Typer(
     no_args_is_help=True,
     help="ogsync's dbt package: analytics models (MRR, churn, retention) on the warehouse.",
     pretty_exceptions_show_locals=False,
 )
-app.add_typer(dbt_app, name="dbt")
+app.add_typer(dbt_app, name="dbt", rich_help_panel=START)
 
 
 @dbt_app.command("init")
@@ -601,7 +712,11 @@ def dbt_init(
 ) -> None:
     """Write a dbt project using ogsync's dbt package, its profile pointing at the warehouse
     (secrets read from the environment, never written)."""
+    from rich.markup import escape
+
     from ogsync.analytics.scaffold import init_project
+    from ogsync.extras import install_hint
+    from ogsync.shell import runnable
 
     chosen = _merchants(merchant, config, destination=destination, schema=schema, secrets=False)
     if len(chosen) > 1:
@@ -611,18 +726,23 @@ def dbt_init(
         made = init_project(directory, chosen[0].settings, force=force)
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    out = Console(highlight=False, soft_wrap=True)  # commands to copy: never wrapped
+    # Commands to copy: never wrapped, and [dbt] is the extra's name, not markup.
+    out = Console(highlight=False, soft_wrap=True, markup=False)
     for warning in made.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     out.print(f"Wrote a dbt project in {directory} (profile and packages.yml).")
-    out.print(f"It needs dbt with the {made.adapter} adapter (`pip install 'ogsync[dbt]'`")
-    out.print("installs dbt with the DuckDB and PostgreSQL ones). Then:")
+    if made.adapter in ("dbt-duckdb", "dbt-postgres"):
+        install = f"{install_hint('dbt')} installs dbt with it"
+    else:
+        install = f"pip install '{made.adapter}>=1.11,<1.12'"
+    out.print(f"It needs dbt with the {made.adapter} adapter ({install}). Then:")
     for name, why in made.environment.items():
         out.print(f"    export {name}=...    # {why}")
-    out.print(f"    cd {directory} && dbt deps && dbt build")
+    dbt = runnable("dbt")
+    out.print(f"    cd {directory} && {dbt} deps && {dbt} build")
 
 
-@app.command()
+@app.command(rich_help_panel=TRY)
 def demo(
     records: int = typer.Option(5_000, min=10, help="Size of the simulated merchant."),
     path: Path = typer.Option(Path("ogsync-demo.duckdb"), help="The DuckDB file to fill."),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -205,10 +206,16 @@ class OrdergrooveClient:
             stats.requests += 1
             problem: str
             delay: float | None = None
+            unreachable: str | None = None  # why no connection could be made, if so
             try:
                 response, content = self._fetch(url, params)
+            except httpx.ConnectTimeout:
+                problem, unreachable = "timed out", "no answer to connect"
             except httpx.TimeoutException:
                 problem = "timed out"
+            except httpx.ConnectError as exc:
+                problem = f"connection failed ({type(exc).__name__})"
+                unreachable = _connect_failure(exc)
             except httpx.TransportError as exc:
                 problem = f"connection failed ({type(exc).__name__})"
             else:
@@ -233,6 +240,13 @@ class OrdergrooveClient:
                     raise _refusal(url, response.status_code, content, self._key)
             attempt += 1
             if attempt >= self.retry.max_attempts:
+                if unreachable is not None:  # say which host, and which setting names it
+                    raise ApiError(
+                        f"{_where(url)}: cannot reach {_shown(self.origin)} ({unreachable}), "
+                        f"still after {attempt} attempts: check the API's address, base_url "
+                        "(OGSYNC_BASE_URL, --base-url) or env (OGSYNC_ENV, --env), and this "
+                        "machine's network"
+                    )
                 raise ApiError(f"{_where(url)}: {problem}, still after {attempt} attempts")
             stats.retries += 1
             if delay is None:
@@ -358,6 +372,12 @@ class OrdergrooveClient:
         except (TypeError, ValueError, OverflowError, IndexError):
             log.warning("the API sent an unreadable Date header (%.40r)", date)
             return None
+
+
+def _connect_failure(exc: httpx.ConnectError) -> str:
+    """Why a connection could not be made, in a few words (the OS's own, without its errno)."""
+    text = str(exc).strip() or type(exc).__name__
+    return re.sub(r"^\[Errno -?\d+\]\s*", "", text).splitlines()[0][:120]
 
 
 def _where(url: str) -> str:

@@ -160,6 +160,15 @@ def _read_file(path: Path) -> dict[str, Any]:
     section = data.get("ogsync", data)
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: [ogsync] must be a table")
+    if section is not data:
+        # With an [ogsync] table, settings outside it would be ignored without a word (a
+        # [merchants.NAME] table after [ogsync] is outside it): name them instead.
+        outside = sorted(set(data) & FILE_KEYS)
+        if outside:
+            raise ConfigError(
+                f"{path}: {', '.join(outside)} outside the [ogsync] table: with one, every "
+                "setting goes in it (merchants as [ogsync.merchants.NAME])"
+            )
     unknown = set(section) - FILE_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")

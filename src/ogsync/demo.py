@@ -24,6 +24,7 @@ from ogsync.analytics.scaffold import init_project
 from ogsync.config import Settings
 from ogsync.destinations.duckdb import file_url
 from ogsync.endpoints import ENDPOINTS
+from ogsync.shell import runnable
 from ogsync.simulator.server import SimulatorConfig, simulator_in_thread
 from ogsync.sync import SyncOptions, SyncResult, run_sync
 from ogsync.webhooks.inbox import SQLiteInbox
@@ -31,7 +32,7 @@ from ogsync.webhooks.receiver import receiver_in_thread
 
 
 def _counts(path: Path, schema: str) -> dict[str, tuple[int, int]]:
-    """(live, soft-deleted) rows per table."""
+    """(current, soft-deleted) rows per table."""
     with duckdb.connect(str(path), read_only=True) as conn:
         return {
             ep.name: conn.execute(
@@ -97,7 +98,7 @@ def run_demo(records: int, path: Path, console: Console) -> None:
         after = _counts(path, settings.schema)
 
         table = Table(title=f"What changed in {path}")
-        for column in ("table", "live before", "live after", "soft-deleted", "API now"):
+        for column in ("table", "current before", "current after", "soft-deleted", "API now"):
             table.add_column(column, justify="left" if column == "table" else "right")
         for ep in ENDPOINTS:
             truth = len(httpx.get(f"{sim.url}/__sim__/truth/{ep.name}", timeout=60).json())
@@ -109,10 +110,14 @@ def run_demo(records: int, path: Path, console: Console) -> None:
                 f"{truth:,}",
             )
         console.print(table)
+        query = "SELECT status, count(*) FROM ordergroove.orders_current GROUP BY 1"
         console.print(
-            'Query it: .venv/bin/python -c "import duckdb; '
-            f"print(duckdb.connect('{path}').sql("
-            "'SELECT status, count(*) FROM ordergroove.orders_live GROUP BY 1'))\""
+            f"Query it ({path} is yours to keep; orders_current is orders not deleted):\n"
+            f'  {runnable("python")} -c "import duckdb; '
+            f"duckdb.connect('{path}').sql('{query}').show()\"",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
         )
     analytics(path, settings, console)
 
@@ -137,9 +142,12 @@ def analytics(path: Path, settings: Settings, console: Console) -> bool:
         console.print(f"[red]dbt failed[/] (exit {result.returncode}):\n{escape(tail)}")
         return False
     console.print(_summary_table(build.monthly_summary(path, settings.schema)))
+    dbt = runnable("dbt")
     console.print(
-        f"Explore it: cd {project} && dbt docs generate && dbt docs serve "
-        f"(the marts are in {settings.schema}_analytics)"
+        f"Explore it: cd {project} && {dbt} docs generate && {dbt} docs serve "
+        f"(the marts are in {settings.schema}_analytics)",
+        markup=False,
+        highlight=False,
     )
     return True
 

@@ -27,7 +27,15 @@ from ogsync.endpoints import Endpoint
 from ogsync.group_commit import GroupCommitWriter
 from ogsync.options import SyncOptions
 from ogsync.outcome import EndpointOutcome, Listener
-from ogsync.plan import Checkpoint, EndpointPlan, Mode, Window, split_window, window_params
+from ogsync.plan import (
+    Checkpoint,
+    EndpointPlan,
+    Mode,
+    Window,
+    describe_window,
+    split_window,
+    window_params,
+)
 from ogsync.prefetch import Prefetch
 from ogsync.records import MissingKey, TypingReport, type_records
 from ogsync.vocabulary import RunKind, RunStatus
@@ -218,6 +226,10 @@ class EndpointRun:
     def _window(self, window: Window, last_window: bool) -> None:
         ctx, ep = self.ctx, self.ep
         params = window_params(ep, window, ctx.tz)
+        # A backfill's log names each window, so a long one can be followed and resumed.
+        label = describe_window(window, ctx.tz) if self.plan.mode == Mode.BACKFILL else None
+        if label is not None:
+            ctx.listener.window_started(ep.name, label)
         refreshed: list[pa.Array] | None = [] if self.plan.mode == Mode.FULL_REFRESH else None
         builder = BatchBuilder(ep, ctx, self.report)
         pages = ctx.client.pages(ep.path, params, self.stats, window.resume_url)
@@ -256,6 +268,8 @@ class EndpointRun:
             self._pending = ctx.loader.write((ep, batch, commit))
             ctx.listener.batch(ep.name, self.run, builder.fetched)
         self._settle()
+        if label is not None:
+            ctx.listener.window_done(ep.name, label, builder.fetched)
 
     def _too_slow(self) -> bool:
         spec = self.ctx.options.backfill

@@ -55,4 +55,10 @@ class Listener:
 
     def batch(self, endpoint: str, run: RunLog, fetched: int) -> None: ...
 
+    def window_started(self, endpoint: str, window: str) -> None:
+        """A backfill window (as `plan.describe_window` names it) begins."""
+
+    def window_done(self, endpoint: str, window: str, fetched: int) -> None:
+        """A backfill window is committed whole, with the records it fetched."""
+
     def finished(self, outcome: EndpointOutcome) -> None: ...

@@ -10,12 +10,13 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ogsync.destinations.base import RunLog
 from ogsync.outcome import EndpointOutcome, Listener, SyncResult
-from ogsync.plan import EndpointPlan
+from ogsync.plan import EndpointPlan, Mode
 from ogsync.vocabulary import RunKind
 
 log = logging.getLogger("ogsync")
@@ -40,11 +41,27 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(payload, default=str).decode()
 
 
-def configure_logging(fmt: str, verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+# The terminal's stderr, shared by the progress bars and the log: Rich draws a log line above
+# bars it is showing only when both go through one Console.
+STDERR = Console(stderr=True)
+
+
+def configure_logging(fmt: str, verbose: bool = False, console: Console = STDERR) -> None:
+    """Log lines to stderr: JSON objects, or text; text on a terminal goes through `console`,
+    so that it never breaks the progress bars drawn there."""
+    handler: logging.Handler
     if fmt == "json":
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
+    elif console.is_terminal:
+        handler = RichHandler(
+            console=console,
+            show_path=False,
+            markup=False,  # a message is text: "[ogsync]" stays as written
+            log_time_format="[%X]",
+        )
     else:
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -53,17 +70,21 @@ def configure_logging(fmt: str, verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _window(run: RunLog) -> str:
+def _window(run: RunLog, outcome: EndpointOutcome | None = None) -> str:
+    if outcome is not None and outcome.mode == Mode.BACKFILL and not outcome.windows:
+        return "none left (the backfill was complete)"
     start = run.window_start.isoformat() if run.window_start else "beginning"
     end = run.window_end.isoformat() if run.window_end else "now"
     return f"{start} .. {end}"
 
 
 class LogListener(Listener):
-    """A log line per endpoint per batch, and one when each endpoint ends."""
+    """A log line per endpoint per batch, and one when each endpoint ends; a backfill's lines
+    name their window, and one more says when a window is done."""
 
     def __init__(self) -> None:
         self.run_id = ""
+        self.windows: dict[str, str] = {}  # the backfill window each endpoint is in
 
     def planned(
         self, plans: Sequence[EndpointPlan], run_started_at: datetime, clock: str = "api"
@@ -79,12 +100,28 @@ class LogListener(Listener):
                 "clock": clock,
             },
         )
+        _backfill_progress(plans)
+
+    def window_started(self, endpoint: str, window: str) -> None:
+        self.windows[endpoint] = window
+
+    def window_done(self, endpoint: str, window: str, fetched: int) -> None:
+        self.windows.pop(endpoint, None)
+        log.info(
+            "%s: window %s done, %s records",
+            endpoint,
+            window,
+            f"{fetched:,}",
+            extra={"event": "window_done", "endpoint": endpoint, "window": window,
+                   "fetched": fetched},
+        )  # fmt: skip
 
     def batch(self, endpoint: str, run: RunLog, fetched: int) -> None:
         self.run_id = run.run_id
+        window = self.windows.get(endpoint)
         log.info(
             "%s: %s records fetched, %d pages, %d requests, %d retries",
-            endpoint,
+            f"{endpoint} (window {window})" if window else endpoint,
             f"{fetched:,}",
             run.pages,
             run.requests,
@@ -97,6 +134,7 @@ class LogListener(Listener):
                 "pages": run.pages,
                 "requests": run.requests,
                 "retries": run.retries,
+                **({"window": window} if window else {}),
             },
         )
 
@@ -114,7 +152,7 @@ class LogListener(Listener):
             "rate_limit_waits": run.rate_limit_waits,
             "warnings": run.warnings,
             "soft_deletes": run.soft_deletes,
-            "window": _window(run),
+            "window": _window(run, outcome),
             "error": run.error,
         }
         if outcome.unknown_fields:
@@ -141,10 +179,39 @@ class LogListener(Listener):
             run.pages,
             run.requests,
             run.retries,
-            _window(run),
+            _window(run, outcome),
             f": {run.error}" if run.error else "",
             extra=fields,
         )
+
+
+def _backfill_progress(plans: Sequence[EndpointPlan]) -> None:
+    """Where a backfill stands as it starts: complete already (nothing to fetch), resumed,
+    or new."""
+    backfills = [p for p in plans if p.mode == Mode.BACKFILL]
+    complete = [p for p in backfills if p.complete]
+    if backfills and len(complete) == len(backfills):
+        log.info(
+            "this backfill is already complete: every window of %s is done (%s); nothing to fetch",
+            ", ".join(p.endpoint.name for p in complete),
+            _windows(complete[0].windows_done),
+            extra={"event": "backfill_complete"},
+        )
+        return
+    for plan in backfills:
+        name = plan.endpoint.name
+        if plan.complete:
+            log.info("%s: backfill already complete (%s done); nothing to fetch",
+                     name, _windows(plan.windows_done),
+                     extra={"event": "backfill_complete", "endpoint": name})  # fmt: skip
+        elif plan.windows_done:
+            log.info("%s: backfill resumes: %s done, %s to do", name,
+                     _windows(plan.windows_done), _windows(len(plan.windows)),
+                     extra={"event": "backfill_resumed", "endpoint": name})  # fmt: skip
+
+
+def _windows(count: int) -> str:
+    return f"{count} window{'s' if count != 1 else ''}"
 
 
 class ProgressListener(LogListener):
@@ -156,6 +223,7 @@ class ProgressListener(LogListener):
             TextColumn("{task.description:<20}"),
             BarColumn(bar_width=None),
             TextColumn("{task.fields[records]:>10} records  {task.fields[pages]:>6} pages"),
+            TextColumn("{task.fields[window]}"),
             TimeElapsedColumn(),
             console=console,
             transient=False,
@@ -169,7 +237,13 @@ class ProgressListener(LogListener):
         self.progress.start()
         for plan in plans:
             name = plan.endpoint.name
-            self.tasks[name] = self.progress.add_task(name, total=None, records="0", pages=0)
+            self.tasks[name] = self.progress.add_task(
+                name, total=None, records="0", pages=0, window=""
+            )
+
+    def window_started(self, endpoint: str, window: str) -> None:
+        super().window_started(endpoint, window)
+        self.progress.update(self.tasks[endpoint], window=window)
 
     def batch(self, endpoint: str, run: RunLog, fetched: int) -> None:
         self.progress.update(self.tasks[endpoint], records=f"{fetched:,}", pages=run.pages)
@@ -177,7 +251,12 @@ class ProgressListener(LogListener):
     def finished(self, outcome: EndpointOutcome) -> None:
         task = self.tasks[outcome.endpoint]
         self.progress.update(
-            task, total=1, completed=1, pages=outcome.run.pages, records=f"{outcome.run.records:,}"
+            task,
+            total=1,
+            completed=1,
+            pages=outcome.run.pages,
+            records=f"{outcome.run.records:,}",
+            window="",
         )
         super().finished(outcome)
 

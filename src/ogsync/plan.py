@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from enum import StrEnum
 from math import ceil
 from zoneinfo import ZoneInfo
@@ -78,6 +78,13 @@ class EndpointPlan:
     # endpoint from the beginning, and finishing it replaces the watermark instead of only
     # ever moving it forward.
     future_watermark: datetime | None = None
+    # A backfill's windows that earlier runs finished (`windows` holds only those to do).
+    windows_done: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """A backfill every window of which is done already: there is nothing to fetch."""
+        return self.mode == Mode.BACKFILL and not self.windows and self.windows_done > 0
 
     @property
     def resumable(self) -> bool:
@@ -247,9 +254,11 @@ def plan_backfill(
     if not ep.incremental:
         return EndpointPlan(ep, Mode.FULL_REFRESH, (Window(None, None),))
     todo = []
+    done = 0
     for number, (start, end) in enumerate(windows):
         key = (start, end)
         if key in progress and progress[key] is None:
+            done += 1
             continue
         last = number == len(windows) - 1
         todo.append(
@@ -260,4 +269,17 @@ def plan_backfill(
                 watermark_after=run_started_at if last and reaches_now else None,
             )
         )
-    return EndpointPlan(ep, Mode.BACKFILL, tuple(todo))
+    return EndpointPlan(ep, Mode.BACKFILL, tuple(todo), windows_done=done)
+
+
+def describe_window(window: Window, tz: ZoneInfo) -> str:
+    """A window as a person reads it, in the API's zone: whole days as dates
+    (`2024-01-01 .. 2024-01-31`), anything else to the second."""
+    if window.start is None or window.end is None:
+        return "all of it"
+    start = window.start.astimezone(tz).replace(tzinfo=None)
+    end = window.end.astimezone(tz).replace(tzinfo=None)
+    whole_days = start.time() == time(0) and end.time() == time(23, 59, 59)
+    if whole_days:
+        return f"{start.date()} .. {end.date()}"
+    return f"{start.isoformat(' ')} .. {end.isoformat(' ')}"

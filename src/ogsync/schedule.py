@@ -9,6 +9,7 @@ run in progress at its next batch boundary before the scheduler returns.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,13 +28,45 @@ DEFAULT_ZONE = "America/Chicago"
 Job = Callable[[threading.Event], int]
 
 
+# A cron expression's fields in order (croniter reads a sixth as seconds), each with the
+# numbers it takes.
+CRON_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day-of-month", 1, 31),
+    ("month", 1, 12),
+    ("day-of-week", 0, 7),
+    ("second", 0, 59),
+)
+
+
 def validate_cron(expression: str) -> str:
     if not croniter.is_valid(expression):
-        raise ValueError(
-            f"bad cron expression {expression!r}: use five fields such as '0 13 * * *' "
-            "(a sixth field gives seconds)"
-        )
+        raise ValueError(f"bad cron expression {expression!r}: {_cron_problem(expression)}")
     return expression
+
+
+def _cron_problem(expression: str) -> str:
+    """Which part of an expression croniter refuses, in words a person can act on."""
+    fields = expression.split()
+    if len(fields) not in (5, 6):
+        return (
+            f"it has {len(fields)} fields; use five, minute hour day-of-month month "
+            "day-of-week, such as '0 13 * * *' (a sixth gives seconds)"
+        )
+    for number, value in enumerate(fields):
+        # The field alone, every other one a `*`: the first croniter refuses is the culprit.
+        alone = ["*"] * len(fields)
+        alone[number] = value
+        if croniter.is_valid(" ".join(alone)):
+            continue
+        name, low, high = CRON_FIELDS[number]
+        outside = [n for n in map(int, re.findall(r"\d+", value)) if not low <= n <= high]
+        span = f"{low}-{high}"
+        if outside:
+            return f"the {name} field {value!r} is out of range ({outside[0]} is not in {span})"
+        return f"the {name} field {value!r} is not understood (it takes {span}, *, lists, ranges)"
+    return "croniter refuses it; use five fields such as '0 13 * * *'"
 
 
 def next_run(expression: str, tz: ZoneInfo, after: datetime) -> datetime:

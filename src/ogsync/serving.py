@@ -7,7 +7,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,8 +53,25 @@ def stop_process(proc: subprocess.Popen[Any], grace: float = 10) -> str:
     return err or ""
 
 
-def serve_until_stopped(config: uvicorn.Config) -> None:
+class _AnnouncingServer(uvicorn.Server):
+    """A server that says when it is listening, and on which port (the one asked for, or the
+    one the system chose for port 0)."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[int], None]) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.on_ready(self.servers[0].sockets[0].getsockname()[1])
+
+
+def serve_until_stopped(
+    config: uvicorn.Config, on_ready: Callable[[int], None] | None = None
+) -> None:
     """Serve until SIGTERM or Ctrl-C, then return, so that the caller's clean-up runs.
+    `on_ready` is called with the port once the server listens.
 
     uvicorn shuts down on SIGTERM and then raises it again, which would end the process
     before any `finally` of ours (the simulator's temporary database stayed behind); here
@@ -62,7 +79,8 @@ def serve_until_stopped(config: uvicorn.Config) -> None:
     """
     previous = signal.signal(signal.SIGTERM, _exit_quietly)
     try:
-        uvicorn.Server(config).run()
+        server = uvicorn.Server(config) if on_ready is None else _AnnouncingServer(config, on_ready)
+        server.run()
     except SystemExit as stop:
         if stop.code != 0:
             raise

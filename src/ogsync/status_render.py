@@ -17,7 +17,7 @@ def status_table(statuses: Sequence[EndpointStatus], behind: set[str], title: st
     table.add_column("endpoint", no_wrap=True)
     for name in ("watermark", "lag", "last run", "status", "finished"):
         table.add_column(name)
-    table.add_column("live", justify="right")
+    table.add_column("current", justify="right")  # rows not soft-deleted, as <table>_current
     table.add_column("deleted", justify="right")
     for s in statuses:
         run = s.last_run

@@ -80,7 +80,8 @@ def test_init_on_postgresql_writes_no_password(tmp_path):
         "sslmode": "require",
     }
     assert f"export {POSTGRES_PASSWORD_ENV}=..." in result.stdout
-    assert f"cd {project} && dbt deps && dbt build" in result.stdout
+    assert f"cd {project} && " in result.stdout and "dbt deps && " in result.stdout
+    assert "pip install 'ogsync[dbt]'" in result.stdout
     # history off: the marts need subscriptions_history, and init says so
     assert "subscriptions_history" in result.stderr
     project_file = yaml.safe_load((project / "dbt_project.yml").read_text())

@@ -84,10 +84,10 @@ class Warehouse:
         return only
 
     def table(self, name: str, where: str = "TRUE") -> dict[str, dict[str, Any]]:
-        """An endpoint table's (or `_live` view's) rows by their key."""
+        """An endpoint table's (or its `_current` or `_live` view's) rows by their key."""
         from ogsync.endpoints import BY_NAME
 
-        key = BY_NAME[name.removesuffix("_live")].column_key
+        key = BY_NAME[name.removesuffix("_current").removesuffix("_live")].column_key
         return {
             str(r[key]): r for r in self.rows(f"SELECT * FROM {{s}}.{quote(name)} WHERE {where}")
         }

@@ -134,7 +134,8 @@ def test_prepare_creates_the_tables_views_and_keys_of_the_design(wh):
     views = {n for n, kind in relations.items() if kind == "VIEW"}
     # Other bookkeeping (the webhook inbox's `events`) may join; these must be there.
     assert tables >= set(EXPECTED_KEYS) | set(BOOKKEEPING)
-    assert views == {f"{name}_live" for name in EXPECTED_KEYS}
+    # `_current`, and until ogsync 0.2 its deprecated alias `_live`.
+    assert views == {f"{name}{view}" for name in EXPECTED_KEYS for view in ("_current", "_live")}
 
     keys = wh.primary_keys()
     for name, key in EXPECTED_KEYS.items():
@@ -154,6 +155,7 @@ def test_prepare_creates_the_tables_views_and_keys_of_the_design(wh):
             "_deleted_reason": "text",
         }
         assert kinds == expected, ep.name
+        assert wh.column_types(f"{ep.name}_current") == expected, ep.name
         assert wh.column_types(f"{ep.name}_live") == expected, ep.name
     # Spot checks against the design's own words, independent of the endpoint table.
     orders = wh.column_types("orders")
@@ -285,7 +287,8 @@ def test_full_refresh_soft_deletes_and_only_a_newer_version_revives(wh):
     p3 = wh.table("payments")["p3"]
     assert p3["_deleted_at"] is not None
     assert p3["_deleted_reason"] == "full_refresh"
-    assert set(wh.table("payments_live")) == {"p1", "p2"}
+    assert set(wh.table("payments_current")) == {"p1", "p2"}
+    assert wh.table("payments_live") == wh.table("payments_current")  # the deprecated alias
     (tomb,) = wh.rows("SELECT * FROM {s}._ogsync_deletions")
     assert (tomb["endpoint"], tomb["record_id"], tomb["reason"]) == (
         "payments",
@@ -304,7 +307,7 @@ def test_full_refresh_soft_deletes_and_only_a_newer_version_revives(wh):
     dest.write([(PAYMENTS, None, commit(PAYMENTS, "run-3", refreshed_keys=keys("p1", "p2")))])
     p3 = wh.table("payments")["p3"]
     assert p3["_deleted_at"] is not None and p3["label"] == "p3"
-    assert "p3" not in wh.table("payments_live")
+    assert "p3" not in wh.table("payments_current")
     assert wh.count("_ogsync_deletions") == 1
 
     # A strictly newer version does.
@@ -313,7 +316,7 @@ def test_full_refresh_soft_deletes_and_only_a_newer_version_revives(wh):
     p3 = wh.table("payments")["p3"]
     assert p3["_deleted_at"] is None and p3["_deleted_reason"] is None
     assert p3["label"] == "back" and raw(p3)["label"] == "back"
-    assert set(wh.table("payments_live")) == {"p1", "p2", "p3"}
+    assert set(wh.table("payments_current")) == {"p1", "p2", "p3"}
 
 
 def test_full_refresh_that_saw_nothing_deletes_everything_once(wh):
@@ -321,7 +324,7 @@ def test_full_refresh_that_saw_nothing_deletes_everything_once(wh):
     write(dest, OFFER_PROFILES, [rec(OFFER_PROFILES, f"op{i}", name="x") for i in range(3)])
     (result,) = dest.write([(OFFER_PROFILES, None, commit(OFFER_PROFILES, refreshed_keys=keys()))])
     assert result.soft_deleted == 3
-    assert wh.count("offer_profiles_live") == 0
+    assert wh.count("offer_profiles_current") == 0
     assert wh.count("offer_profiles", "_deleted_reason = 'full_refresh'") == 3
     assert wh.count("_ogsync_deletions", "endpoint = 'offer_profiles'") == 3
 

@@ -53,7 +53,7 @@ def test_json_reports_each_endpoint_as_the_warehouse_has_it(fresh: Path) -> None
     rows = {row["endpoint"]: row for row in json.loads(result.stdout)}
     assert set(rows) == DEFAULT_NAMES  # payments and products were never synced: not shown
     for name, row in rows.items():
-        ((live,),) = query(fresh, f"SELECT count(*) FROM ordergroove.{name}_live")
+        ((live,),) = query(fresh, f"SELECT count(*) FROM ordergroove.{name}_current")
         ((total,),) = query(fresh, f"SELECT count(*) FROM ordergroove.{name}")
         assert (row["live"], row["deleted"]) == (live, total - live), name
         ((records,),) = query(

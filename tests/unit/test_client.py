@@ -376,6 +376,24 @@ def test_transport_errors_forever_fail_with_attempts(clock):
     assert "timed out" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (httpx.ConnectError("[Errno -2] Name or service not known"), "Name or service not known"),
+        (httpx.ConnectError("[Errno 111] Connection refused"), "Connection refused"),
+        (httpx.ConnectTimeout("connect timed out"), "no answer to connect"),
+    ],
+    ids=["dns", "refused", "connect-timeout"],
+)
+def test_an_unreachable_host_is_named_with_the_setting_to_check(clock, error, reason):
+    handler, _ = sequence(error)
+    with make_client(handler, max_attempts=3) as client, pytest.raises(ApiError) as info:
+        fetch(client)
+    message = str(info.value)
+    assert f"cannot reach {BASE}:443 ({reason}), still after 3 attempts" in message
+    assert "base_url (OGSYNC_BASE_URL, --base-url)" in message
+
+
 @pytest.mark.parametrize("status", [400, 404, 405, 418])
 def test_client_errors_fail_at_once(clock, status):
     handler, seen = sequence(httpx.Response(status, json={"updated_start": "bad"}), page())

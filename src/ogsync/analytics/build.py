@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-INSTALL_HINT = "pip install 'ogsync[dbt]'"
+from ogsync.extras import install_hint
+
+INSTALL_HINT = install_hint("dbt")
 
 
 def dbt_program() -> str | None:

@@ -34,6 +34,10 @@ BACKFILL_TABLE = "_ogsync_backfill"
 EVENTS_TABLE = "events"
 # Input that could not be applied (a webhook event, an API record), kept with the reason.
 REJECTED_TABLE = "_ogsync_rejected"
+# Each endpoint table has a view of its rows not soft-deleted: `<table>_current`, and until
+# ogsync 0.2 the same view under its old name, `<table>_live`.
+CURRENT_VIEW_SUFFIX = "_current"
+DEPRECATED_VIEW_SUFFIX = "_live"
 
 __all__ = ["AlreadyRunning", "DestinationError"]  # where they were first defined
 

@@ -67,14 +67,38 @@ def _bytes(setting: str) -> int | None:
         return None
 
 
+SUPPORTED = (
+    "ogsync writes a DuckDB file on this machine: duckdb:///FILE (relative to the current "
+    "folder, e.g. duckdb:///ogsync.duckdb) or duckdb:////ABSOLUTE/PATH"
+)
+
+
 def path_from_url(url: str) -> str:
-    """`duckdb:///relative.duckdb`, `duckdb:////absolute/path.duckdb` or `duckdb:///:memory:`."""
+    """`duckdb:///relative.duckdb`, `duckdb:////absolute/path.duckdb` or `duckdb:///:memory:`.
+
+    Anything else DuckDB itself might open (MotherDuck, a remote file, connection options)
+    is refused by name: ogsync relies on a local file's lock, permissions and snapshot.
+    """
     prefix = "duckdb:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
+    if url.startswith("duckdb://") and not url.startswith(prefix):
+        rest = url.removeprefix("duckdb://")
         raise DestinationError(
-            f"bad DuckDB destination {url!r}: expected duckdb:///FILE (e.g. duckdb:///ogsync.duckdb)"
+            f"DuckDB destination {url!r} has two slashes, which make {rest.split('/')[0]!r} a "
+            f"host: {SUPPORTED} (here duckdb:///{rest})"
         )
-    return url[len(prefix) :]
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise DestinationError(f"bad DuckDB destination {url!r}: {SUPPORTED}")
+    path = url[len(prefix) :]
+    if path.lower().startswith(("md:", "motherduck:")):
+        raise DestinationError(f"MotherDuck ({path}) is not supported: {SUPPORTED}")
+    if "://" in path:
+        raise DestinationError(f"a remote DuckDB database ({path}) is not supported: {SUPPORTED}")
+    if "?" in path:
+        raise DestinationError(
+            f"DuckDB connection options ({path.partition('?')[2]}) are not supported: "
+            f"{SUPPORTED}; its memory is the duckdb_memory_limit setting"
+        )
+    return path
 
 
 class DuckDBDestination(SqlDestination):

@@ -248,8 +248,13 @@ class PostgresDestination(SqlDestination):
         return self._reconnecting(lambda: SqlDestination.load_states(self))
 
     def close(self) -> None:
+        # Closing the session releases its locks too, but only once the server's backend has
+        # gone, a moment later: a run started right after this one ends would be refused.
         with contextlib.suppress(psycopg.Error):
-            self.conn.close()  # closing the session releases the advisory lock
+            if not self.read_only and not self.conn.closed:
+                self.conn.execute("SELECT pg_advisory_unlock_all()")
+        with contextlib.suppress(psycopg.Error):
+            self.conn.close()
 
 
 def open_warehouse(url: str, schema: str, options: OpenOptions) -> PostgresDestination:

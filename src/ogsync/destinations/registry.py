@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ogsync.destinations.errors import DestinationError
+from ogsync.extras import is_missing_dependency, missing_extra_message
 
 if TYPE_CHECKING:
     from ogsync.destinations.base import Destination, WarehouseReader
@@ -42,9 +43,20 @@ class WarehouseKind:
     single_writer: bool = False  # one process at a time may write (a run holds all of it)
     on_local_disk: bool = False  # the URL names a local file or folder
     hosts_inbox: bool = False  # can keep the webhook inbox in its own schema
+    # The package extra that installs its driver (`pip install 'ogsync[EXTRA]'`); None for a
+    # warehouse the core installs.
+    extra: str | None = None
 
     def _module(self) -> Any:
-        return importlib.import_module(self.module)
+        try:
+            return importlib.import_module(self.module)
+        except ModuleNotFoundError as exc:
+            if self.extra is None or not is_missing_dependency(exc):
+                raise
+            # The driver is an extra: say which, in one line, instead of an ImportError.
+            raise DestinationError(
+                missing_extra_message(f"a {self.name} warehouse", self.extra)
+            ) from None
 
     def open(self, url: str, schema: str, options: OpenOptions = OpenOptions()) -> Destination:
         return self._module().open_warehouse(url, schema, options)
@@ -78,10 +90,13 @@ KINDS: tuple[WarehouseKind, ...] = (
         "postgresql://USER:PASSWORD@HOST:PORT/DB",
         "ogsync.destinations.postgres",
         hosts_inbox=True,
+        extra="postgres",
     ),
 )
 DEFAULT_URL = "duckdb:///ogsync.duckdb"
 EXAMPLES = " or ".join(kind.example for kind in KINDS)
+# Schemes people try that name no kind here, and what to tell them.
+UNSUPPORTED = {"md": "MotherDuck is not supported", "motherduck": "MotherDuck is not supported"}
 
 
 def kind_of(url: str) -> WarehouseKind:
@@ -89,7 +104,8 @@ def kind_of(url: str) -> WarehouseKind:
     for kind in KINDS:
         if scheme in kind.schemes:
             return kind
-    raise DestinationError(f"unsupported destination {scheme!r}: use {EXAMPLES}")
+    problem = UNSUPPORTED.get(scheme, f"unsupported destination {scheme!r}")
+    raise DestinationError(f"{problem}: use {EXAMPLES}")
 
 
 def open_destination(

@@ -22,7 +22,9 @@ from ogsync.deletions import DELETABLE, DELETION_EVENTS, UNSENT
 from ogsync.destinations import sql_history, sql_rules
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
+    CURRENT_VIEW_SUFFIX,
     DELETIONS_TABLE,
+    DEPRECATED_VIEW_SUFFIX,
     EVENTS_TABLE,
     META_COLUMNS,
     REJECTED_TABLE,
@@ -215,9 +217,16 @@ class SqlDestination(ABC):
         for name, kind in self._columns(ep):  # fields added to the table since it was made
             if name not in existing:
                 self.execute(f"ALTER TABLE {sql.table} ADD COLUMN {quote(name)} {kind}")
+        # `<table>_current`: the rows not soft-deleted. Its old name, `<table>_live`, read as the
+        # API's own `live` field (an active subscription) and is kept one release as an alias.
+        for suffix in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX):
+            self.execute(
+                f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + suffix)} AS "
+                f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
+            )
         self.execute(
-            f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + '_live')} AS "
-            f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
+            f"COMMENT ON VIEW {self.s}.{quote(ep.name + DEPRECATED_VIEW_SUFFIX)} IS "
+            f"'Deprecated: use {ep.name}{CURRENT_VIEW_SUFFIX}. Removed in ogsync 0.2.'"
         )
 
     def load_states(self) -> Mapping[str, EndpointState]:

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 import orjson
 import pyarrow as pa
 
-from ogsync.destinations.base import EVENTS_TABLE, REJECTED_TABLE, DestinationError, quote
+from ogsync.destinations.base import (
+    CURRENT_VIEW_SUFFIX,
+    DEPRECATED_VIEW_SUFFIX,
+    EVENTS_TABLE,
+    REJECTED_TABLE,
+    DestinationError,
+    quote,
+)
 from ogsync.destinations.sql_history import history_table
 from ogsync.endpoints import BY_NAME, Endpoint
 from ogsync.governance import Governance
@@ -99,7 +106,8 @@ def rewrite(dest: SqlDestination, governance: Governance) -> list[str]:
                 targets.append(history_table(dest, ep))
             # Columns can't be dropped from under a view, nor (DuckDB) an index: both are
             # made again below.
-            dest.execute(f"DROP VIEW IF EXISTS {dest.s}.{quote(ep.name + '_live')}")
+            for view in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX):
+                dest.execute(f"DROP VIEW IF EXISTS {dest.s}.{quote(ep.name + view)}")
             dest.execute(f"DROP INDEX IF EXISTS {dest.s}.{quote(ep.name + '_history_key')}")
             for table in targets:
                 _rewrite_table(dest, ep, plain, table, governance, new_excluded, new_hashed)

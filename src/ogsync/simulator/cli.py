@@ -8,20 +8,22 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ogsync.apitime import zone
 from ogsync.simulator import DEFAULT_API_KEY
 
 simulator_app = typer.Typer(
     no_args_is_help=True,
-    help="The local Ordergroove API simulator.",
+    help="A local Ordergroove API with generated data, to try ogsync without an account.",
     pretty_exceptions_show_locals=False,
 )
 err = Console(stderr=True)
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # The message is text, not markup: "[postgres]" or "[merchants.x]" must show as written.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -117,4 +119,39 @@ def simulator_serve(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     err.print(f"ogsync simulator: generating {records:,} records (seed {seed})...")
-    serve(config, host, port)
+
+    def ready(bound: int) -> None:
+        # Said once the port is open, so that the lines it prints can be used at once.
+        moves = start is None and not frozen_clock
+        message = ready_message(host, bound, api_key, clock_moves=moves)
+        err.print(message, highlight=False, soft_wrap=True, markup=False)
+
+    serve(config, host, port, on_ready=ready)
+
+
+def ready_message(host: str, port: int, api_key: str, *, clock_moves: bool = True) -> str:
+    """What `serve` prints once it listens: where, the key, and the lines that point `ogsync
+    sync` at it."""
+    from ogsync.plain_http import insecure_reason
+    from ogsync.shell import runnable
+    from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
+
+    # A wildcard address listens on every interface: this machine reaches it on loopback.
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    url = f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+    lines = [f"export OGSYNC_BASE_URL={url}", f"export OGSYNC_API_KEY={api_key}"]
+    if insecure_reason(url):  # plain http to another machine is refused unless allowed
+        lines.append("export OGSYNC_ALLOW_INSECURE_HTTP=1")
+    if not clock_moves:  # its clock is not this machine's: the run's clock check must allow it
+        minutes = int(SIMULATED_CLOCK_TOLERANCE.total_seconds() // 60)
+        lines.append(f"export OGSYNC_CLOCK_TOLERANCE_MINUTES={minutes}")
+    return "\n".join(
+        [
+            f"ogsync simulator: ready at {url} (API key {api_key}). Ctrl-C stops it.",
+            "To sync from it, in another terminal:",
+            "",
+            *(f"    {line}" for line in lines),
+            f"    {runnable('ogsync')} sync",
+            "",
+        ]
+    )

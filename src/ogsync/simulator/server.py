@@ -7,7 +7,7 @@ import random
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,10 +85,16 @@ def simulator_config(app: Any, host: str, port: int) -> uvicorn.Config:
     return uvicorn_config(app, host, port, date_header=False)  # it sends its own clock's Date
 
 
-def serve(config: SimulatorConfig, host: str, port: int) -> None:
+def serve(
+    config: SimulatorConfig,
+    host: str,
+    port: int,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Serve in the foreground until stopped; `on_ready` gets the port once it listens."""
     sim = build(config)
     try:
-        serve_until_stopped(simulator_config(build_app(sim), host, port))
+        serve_until_stopped(simulator_config(build_app(sim), host, port), on_ready)
     finally:
         sim.store.close()
 

@@ -172,7 +172,15 @@ def run_soak(
                         "--log-format", "json"]  # fmt: skip
             killed = finished = receiver_kills = 0
             for n in range(kills):
+                served = control.stats()["requests_total"]
                 victim = spawn(argv)
+                # The kill's moment is counted from the run's first request, not from its
+                # start: on a busy machine starting Python alone can take longer than that.
+                started = time.monotonic()
+                while victim.poll() is None and time.monotonic() - started < 60:
+                    if control.stats()["requests_total"] > served:
+                        break
+                    time.sleep(0.05)
                 time.sleep(rng.uniform(*kill_after))
                 if victim.poll() is None:
                     victim.send_signal(signal.SIGKILL)
