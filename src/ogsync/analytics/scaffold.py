@@ -25,10 +25,6 @@ PROJECT_NAME = "ogsync_analytics"
 # libpq's own variable: ogsync's PostgreSQL connections read it too when the URL has no
 # password, so one `export` serves both.
 POSTGRES_PASSWORD_ENV = "PGPASSWORD"
-# The variables ogsync's Snowflake destination reads its secret from.
-SNOWFLAKE_PASSWORD_ENV = "OGSYNC_SNOWFLAKE_PASSWORD"
-SNOWFLAKE_KEY_FILE_ENV = "OGSYNC_SNOWFLAKE_PRIVATE_KEY_FILE"
-SNOWFLAKE_PASSPHRASE_ENV = "OGSYNC_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"
 # Each warehouse kind's dbt adapter: the `dbt` extra installs the first two.
 ADAPTERS = {"DuckDB": "dbt-duckdb", "PostgreSQL": "dbt-postgres", "Snowflake": "dbt-snowflake"}
 
@@ -92,33 +88,40 @@ def _postgres_target(url: str, schema: str) -> tuple[dict[str, object], dict[str
 
 
 def _snowflake_target(url: str, schema: str) -> tuple[dict[str, object], dict[str, str]]:
-    parts = urlsplit(url)
-    user, _, account = parts.netloc.rpartition("@")
-    options = {k.lower(): v for k, v in parse_qsl(parts.query)}
+    """The profile reads the secret from the variables ogsync's Snowflake destination reads
+    (its URL parser and names, so the two never drift apart)."""
+    try:
+        from ogsync.destinations import snowflake_connect as sf
+    except ImportError:
+        raise ConfigError("this ogsync has no Snowflake destination") from None
+    except DestinationError as exc:  # its driver is missing: the message names the extra
+        raise ConfigError(str(exc)) from None
+    try:
+        where = sf.parse_url(url)
+    except DestinationError as exc:
+        raise ConfigError(str(exc)) from None
     target: dict[str, object] = {
         "type": "snowflake",
-        "account": unquote(account),
-        "user": unquote(user.split(":", 1)[0]),
-        "database": unquote(parts.path.strip("/")),
+        "account": where.account,
+        "user": where.user,
+        "database": where.database,
         "schema": schema,
         "threads": 4,
     }
-    for name in ("warehouse", "role", "host", "protocol"):
-        if options.get(name):
-            target[name] = options[name]
-    if options.get("port"):
-        target["port"] = int(options["port"])
+    for name in ("warehouse", "role", "host", "port", "protocol"):
+        if getattr(where, name) is not None:
+            target[name] = getattr(where, name)
     # The same secret as ogsync's: a key file when one is set, else a password.
-    if os.environ.get(SNOWFLAKE_KEY_FILE_ENV):
-        target["private_key_path"] = _env(SNOWFLAKE_KEY_FILE_ENV)
-        target["private_key_passphrase"] = _env(SNOWFLAKE_PASSPHRASE_ENV, "")
+    if os.environ.get(sf.KEY_FILE_ENV):
+        target["private_key_path"] = _env(sf.KEY_FILE_ENV)
+        target["private_key_passphrase"] = _env(sf.PASSPHRASE_ENV, "")
         environment = {
-            SNOWFLAKE_KEY_FILE_ENV: "the PEM file of the user's private key",
-            SNOWFLAKE_PASSPHRASE_ENV: "its passphrase, if it is encrypted",
+            sf.KEY_FILE_ENV: "the PEM file of the user's private key",
+            sf.PASSPHRASE_ENV: "its passphrase, if it is encrypted",
         }
     else:
-        target["password"] = _env(SNOWFLAKE_PASSWORD_ENV)
-        environment = {SNOWFLAKE_PASSWORD_ENV: "the Snowflake user's password"}
+        target["password"] = _env(sf.PASSWORD_ENV)
+        environment = {sf.PASSWORD_ENV: "the Snowflake user's password"}
     return target, environment
 
 
@@ -126,7 +129,7 @@ def profile_target(settings: Settings) -> tuple[str, dict[str, object], dict[str
     """(adapter, the profile's target, variables it reads) for the settings' warehouse."""
     url, schema = settings.destination, settings.schema
     scheme = url.split(":", 1)[0].lower()
-    if scheme == "snowflake":  # read from the URL alone: no driver needed to write a profile
+    if scheme == "snowflake":
         return ADAPTERS["Snowflake"], *_snowflake_target(url, schema)
     try:
         kind = kind_of(url).name
