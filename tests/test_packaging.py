@@ -80,6 +80,7 @@ def test_the_wheel_installs_and_runs_in_a_clean_environment(tmp_path):
     assert "ogsync/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith("tests/") for n in names)
+    assert "ogsync/dbt_package/dbt_project.yml" in names  # where `ogsync dbt init` finds it
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -108,6 +109,7 @@ def test_the_wheel_installs_and_runs_in_a_clean_environment(tmp_path):
     demo = installed("demo", "--records", "300")
     assert demo.returncode == 0, demo.stderr
     assert "orders_current" in demo.stdout
+    assert "pip install 'ogsync[dbt]'" in demo.stdout  # the analytics need the dbt extra
 
     # No extras: the PostgreSQL driver and Airflow are absent, and saying so is one line.
     postgres = installed("status", "--destination", "postgresql://u:pw@db.invalid/wh")
