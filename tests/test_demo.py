@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
-from typing import Any
 
 import duckdb
 from rich.console import Console
 
-from analytics import dictionary_scaffold
 from ogsync import demo
 from ogsync.analytics import build
 from ogsync.config import Settings
@@ -17,15 +14,7 @@ from ogsync.demo import run_demo
 from ogsync.destinations.duckdb import file_url
 
 
-def test_the_demo_syncs_changes_soft_deletes_and_shows_mrr_and_churn(tmp_path, monkeypatch):
-    real_build = build.build_package
-
-    def with_codes(project: Path, **kwargs: Any) -> Any:
-        # SCAFFOLDING until part A of issue 18 lands: the warehouse creates `codes` itself then.
-        dictionary_scaffold.ensure_codes_table(file_url(path), "ordergroove")
-        return real_build(project, **kwargs)
-
-    monkeypatch.setattr(build, "build_package", with_codes)
+def test_the_demo_syncs_changes_soft_deletes_and_shows_mrr_and_churn(tmp_path):
     out = io.StringIO()
     path = tmp_path / "demo.duckdb"
     run_demo(1500, path, Console(file=out, width=120))

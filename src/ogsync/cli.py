@@ -67,8 +67,8 @@ HELP = "\n\n".join(
 
 START, RUN, TRY = "Start here", "Keep it running", "Try it without an account"
 # The order commands are listed in: as a newcomer meets them (others come last).
-ORDER = ("init", "check", "sync", "status", "backfill", "reconcile", "schedule", "webhooks",
-         "rewrite", "demo", "simulator")  # fmt: skip
+ORDER = ("init", "check", "sync", "status", "schema", "backfill", "reconcile", "schedule",
+         "webhooks", "rewrite", "demo", "simulator")  # fmt: skip
 
 
 class _InOrder(TyperGroup):
@@ -640,27 +640,92 @@ def rewrite(
     raise _each(chosen, rewrite_one)
 
 
+class SchemaFormat(StrEnum):
+    TABLE = "table"
+    MARKDOWN = "markdown"
+    JSON = "json"
+
+
+@app.command(rich_help_panel=START)
+def schema(
+    table: str | None = typer.Argument(None, help="One table or view (default: all)."),
+    output: SchemaFormat = typer.Option(
+        SchemaFormat.TABLE, "--format", help="table (for a terminal), markdown or json."
+    ),
+    config: ConfigOpt = None,
+    merchant: MerchantOpt = None,
+) -> None:
+    """Print the data dictionary: every table ogsync writes and what each column means,
+    following the settings' history and field rules."""
+    import json
+
+    from ogsync import dictionary, schema_render
+    from ogsync.destinations import kind_of
+
+    chosen = _merchants(merchant, config, secrets=False)
+    try:
+        rules = chosen[0].settings.rules  # history and field rules are the file's, not a merchant's
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    # With the tables only some warehouses write (the inbox, leases), where a merchant's does.
+    own = {name for m in chosen for name in kind_of(m.settings.destination).own_tables}
+    docs = dictionary.tables(rules, also=sorted(own))
+    if table is not None:
+        try:
+            docs = [dictionary.table(table, rules)]
+        except KeyError:
+            raise fail(
+                f"no table {table!r}: ogsync writes {', '.join(d.name for d in docs)}"
+            ) from None
+    if output == SchemaFormat.JSON:
+        shown = [schema_render.as_json(d) for d in docs]
+        typer.echo(json.dumps(shown[0] if table is not None else shown, indent=2))
+    elif output == SchemaFormat.MARKDOWN:
+        typer.echo(schema_render.markdown(docs), nl=False)
+    else:
+        console = Console()
+        for rendered in schema_render.rich_tables(docs):
+            console.print(rendered)
+    raise typer.Exit(EXIT_OK)
+
+
 @app.command(rich_help_panel=START)
 def check(
     env: EnvOpt = None,
     base_url: BaseUrlOpt = None,
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
     config: ConfigOpt = None,
     merchant: MerchantOpt = None,
 ) -> None:
-    """Check that the API accepts the key and lets it list in bulk (exit 3 if not).
+    """Check that the API accepts the key and lets it list in bulk (exit 3 if not); and, for a
+    warehouse that can tell (Snowflake), what its role may do there (exit 2: grants missing).
 
     One call, /customers/?page_size=1, which also reads the API's clock.
     """
-    chosen = _merchants(merchant, config, env=env, base_url=base_url)
+    chosen = _merchants(
+        merchant, config, env=env, base_url=base_url, destination=destination, schema=schema
+    )
 
     def check_one(m: Merchant) -> int:
         result = runner.check(m)
         clock = result.api_clock
         told = "no readable Date header" if clock is None else f"API clock {clock.isoformat()}"
-        Console().print(
+        out = Console()
+        out.print(
             f"[green]OK[/]: {result.base_url} accepts the key and lists across customers ({told})"
         )
-        return EXIT_OK
+        access = result.warehouse
+        if access is not None:
+            for line in access.found:
+                out.print(f"[green]OK[/]: {escape(f'{access.warehouse}: {line}')}", highlight=False)
+            for line in access.missing:
+                _say_error(f"{access.warehouse}: {line}")
+            if access.grants:
+                err.print("An administrator can allow it with:", highlight=False)
+                for grant in access.grants:
+                    err.print(f"    {escape(grant)}", highlight=False, soft_wrap=True)
+        return result.exit_code
 
     raise _each(chosen, check_one)
 

@@ -90,6 +90,15 @@ class Settings:
         except GovernanceError as exc:
             raise ConfigError(str(exc)) from None
 
+    @property
+    def rules(self) -> Governance:
+        """What is kept of each endpoint, without the hash key: enough to describe the
+        warehouse (`ogsync schema`), not to write it."""
+        try:
+            return self._rules()
+        except GovernanceError as exc:
+            raise ConfigError(str(exc)) from None
+
     def _rules(self) -> Governance:
         key = self.hash_key.encode() if self.hash_key else None
         return Governance(history_endpoints(self.history), self.endpoint_rules, key)

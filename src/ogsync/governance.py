@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ogsync.endpoints import BY_NAME, ENDPOINTS, Endpoint, Field, FieldType
+from ogsync.endpoints import BY_NAME, ENDPOINTS, Endpoint, FieldType
 
 DEFAULT_HISTORY = ("subscriptions", "customers", "addresses", "orders", "items")
 
@@ -81,7 +81,7 @@ class Governance:
         keeps history."""
         rules = self.rules.get(ep.name, FieldRules())
         fields = tuple(
-            Field(f.name, FieldType.TEXT) if f.name in rules.hash else f
+            replace(f, type=FieldType.TEXT) if f.name in rules.hash else f
             for f in BY_NAME.get(ep.name, ep).fields
             if f.name not in rules.exclude
         )
@@ -158,6 +158,14 @@ class Governance:
         return orjson.dumps(
             {"exclude": sorted(rules.exclude), "hash": sorted(rules.hash), "key": key}
         ).decode()
+
+    @staticmethod
+    def rules_of(fingerprint: str) -> FieldRules:
+        """The fields a fingerprint leaves out and hashes."""
+        if not fingerprint:
+            return FieldRules()
+        rules = orjson.loads(fingerprint)
+        return FieldRules(frozenset(rules["exclude"]), frozenset(rules["hash"]))
 
     @staticmethod
     def described(fingerprint: str) -> str:

@@ -18,7 +18,8 @@ from pathlib import Path
 from ogsync.client import ApiError, AuthError, RequestStats
 from ogsync.config import ConfigError, Settings
 from ogsync.destinations import AlreadyRunning, DestinationError, open_destination, open_reader
-from ogsync.destinations.base import ApplyResult, RunLog
+from ogsync.destinations.base import AccessReport, ApplyResult, RunLog
+from ogsync.destinations.registry import check_access
 from ogsync.endpoints import Endpoint
 from ogsync.exit_codes import EXIT_AUTH, EXIT_CONFIG, EXIT_ENDPOINT_FAILED, EXIT_OK
 from ogsync.merchants import Merchant, merchants, one_merchant
@@ -236,15 +237,22 @@ def rewrite(merchant: Merchant) -> list[str]:
 class CheckResult:
     base_url: str
     api_clock: datetime | None  # None: the API sent no readable Date
+    warehouse: AccessReport | None = None  # None: its kind has nothing to check (DuckDB)
+
+    @property
+    def exit_code(self) -> int:
+        """A role that may not do what a sync needs is a configuration to fix."""
+        return EXIT_CONFIG if self.warehouse is not None and not self.warehouse.ok else EXIT_OK
 
 
 def check(merchant: Merchant) -> CheckResult:
     """One /customers/?page_size=1 call with the merchant's key (raises AuthError if
-    refused)."""
+    refused); then, where the warehouse's kind can tell, what its role may do there."""
     settings = merchant.settings
     with api_client(settings, settings.require_api_key(), max_attempts=3) as client:
         clock = client.server_time(RequestStats())
-    return CheckResult(settings.base_url, clock)
+    access = check_access(settings.destination, settings.schema)
+    return CheckResult(settings.base_url, clock, access)
 
 
 @dataclass

@@ -53,7 +53,11 @@ TEMPLATE = """\
 
 # Where the data goes (env OGSYNC_DESTINATION, flag --destination): a DuckDB file,
 # duckdb:///FILE (relative) or duckdb:////absolute/FILE, or PostgreSQL,
-# postgresql://USER:PASSWORD@HOST:PORT/DB (needs: pip install 'ogsync[postgres]').
+# postgresql://USER:PASSWORD@HOST:PORT/DB (needs: pip install 'ogsync[postgres]'), or
+# Snowflake, snowflake://USER@ACCOUNT/DATABASE?warehouse=W&role=R (needs: pip install
+# 'ogsync[snowflake]'), whose secret is never in the URL: a private key file,
+# OGSYNC_SNOWFLAKE_PRIVATE_KEY_FILE (and OGSYNC_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE if it is
+# encrypted), or a password, OGSYNC_SNOWFLAKE_PASSWORD.
 # destination = "duckdb:///ogsync.duckdb"
 
 # The schema the tables go in (env OGSYNC_SCHEMA, flag --schema).

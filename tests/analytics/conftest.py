@@ -20,12 +20,8 @@ from ogsync.analytics import build
 from ogsync.analytics.scaffold import POSTGRES_PASSWORD_ENV, init_project
 from ogsync.destinations.duckdb import file_url
 
-from . import dictionary_scaffold
 from .merchant import START, SyncedMerchant, sync_merchant
 from .reference import Reference
-
-# SCAFFOLDING until part A of issue 18 lands: `ogsync.dictionary.tables` (dictionary_scaffold).
-dictionary_scaffold.install()
 
 # Generous: two cores shared by several test runs; a build takes tens of seconds.
 DBT_TIMEOUT = 600
@@ -87,7 +83,6 @@ def built(
         # The profile reads the password from the environment (never written in it).
         env[POSTGRES_PASSWORD_ENV] = server.password
     merchant = sync_merchant(url, schema, folder, start=START)
-    dictionary_scaffold.ensure_codes_table(url, schema)  # SCAFFOLDING: part A creates it
     project = folder / "project"
     init_project(project, merchant.settings)
     result = build.build_package(project, env=env, timeout=DBT_TIMEOUT)

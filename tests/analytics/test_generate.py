@@ -57,7 +57,10 @@ def test_staging_models_name_keys_and_references_for_what_they_hold():
     names = [c.name for c in subscriptions.columns]
     assert subscriptions.key == ("subscription_id",)
     assert {"customer_id", "product_id", "created_at", "cancelled_at"} <= set(names)
-    assert [d.name for d in subscriptions.decoded] == ["every_period_label"]
+    assert [d.name for d in subscriptions.decoded] == [
+        "every_period_label",
+        "raw_subscription_type_label",
+    ]
     assert subscriptions.live_only
     history = staging_model(tables["subscriptions_history"], live_only=True)
     assert history.key == ("subscription_id", "version_hash")

@@ -1,4 +1,5 @@
-"""One warehouse contract, two backends: a fresh DuckDB file, or a fresh PostgreSQL schema.
+"""One warehouse contract, three backends: a fresh DuckDB file, a fresh PostgreSQL schema, or
+a fresh schema in Snowflake (the real connector against the emulator: snowflake_support.py).
 
 `wh` (parametrised over both backends) gives a factory `wh.open_dest()` for a connected
 destination and a backend-neutral reader `wh.rows(sql, params)` returning dicts. SQL given to
@@ -25,7 +26,7 @@ from psycopg.types.string import TextLoader
 from ogsync.destinations import open_destination
 from ogsync.destinations.base import Destination, quote
 
-BACKENDS = ("duckdb", "postgres")
+BACKENDS = ("duckdb", "postgres", "snowflake")
 
 
 @dataclass
@@ -132,6 +133,11 @@ class Warehouse:
     def path(self) -> str:
         return self.url.removeprefix("duckdb:///")
 
+    @contextlib.contextmanager
+    def client_killed(self) -> Iterator[None]:
+        """Around a writer that is killed: what the warehouse does about its session."""
+        yield
+
 
 def neutral_type(data_type: str) -> str:
     kind = data_type.lower()
@@ -170,6 +176,10 @@ def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
         yield warehouse
         warehouse.close_writers()
         return
+    if request.param == "snowflake":
+        warehouse = request.getfixturevalue("sf_wh")
+        yield warehouse
+        return
     server = request.getfixturevalue("postgres_server")  # raises if PostgreSQL is missing
     schema = request.getfixturevalue("pg_schema")
     warehouse = Warehouse("postgres", server.url, schema)
@@ -180,6 +190,27 @@ def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
 @pytest.fixture
 def open_dest(wh: Warehouse) -> Callable[[], Destination]:
     return wh.open_dest
+
+
+@pytest.fixture(scope="session")
+def snowflake_emulator() -> Iterator[Any]:
+    from ogsync.testing.snowflake import emulated_snowflake
+
+    with emulated_snowflake() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def sf_wh(snowflake_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Warehouse]:
+    """Snowflake alone: a fresh schema in the emulator, password from the environment."""
+    from .snowflake_support import SnowflakeWarehouse
+
+    monkeypatch.setenv("OGSYNC_SNOWFLAKE_PASSWORD", SnowflakeWarehouse.PASSWORD)
+    for name in ("OGSYNC_SNOWFLAKE_PRIVATE_KEY_FILE", "OGSYNC_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"):
+        monkeypatch.delenv(name, raising=False)
+    warehouse = SnowflakeWarehouse.fresh(snowflake_emulator)
+    yield warehouse
+    warehouse.drop()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The warehouse contract (docs/design.md), run against DuckDB and PostgreSQL alike.
+"""The warehouse contract (docs/design.md), run against DuckDB, PostgreSQL and Snowflake alike.
 
 Every parametrised test gets `wh` (conftest.py): a fresh warehouse of one backend, a factory
 for destinations on it, and a reader that returns rows as dicts.
@@ -29,6 +29,7 @@ from ogsync.destinations.base import (
     Commit,
     Destination,
     DestinationError,
+    Rejected,
     RunLog,
 )
 from ogsync.destinations.postgres import PostgresDestination
@@ -450,12 +451,13 @@ def test_sigkill_between_upsert_and_commit_leaves_nothing(wh):
     dest = prepared(wh)
     baseline(dest)
     wh.close_writers()
-    done = subprocess.run(
-        [sys.executable, "-c", SIGKILL_SCRIPT, wh.url, wh.schema],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    with wh.client_killed():
+        done = subprocess.run(
+            [sys.executable, "-c", SIGKILL_SCRIPT, wh.url, wh.schema],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == -signal.SIGKILL, done.stderr
     # The batch did run inside the doomed transaction...
     assert done.stdout.split() == ["inside", "6", "https://api.example/orders/?cursor=killed"]
@@ -645,6 +647,20 @@ def test_a_nul_character_does_not_stop_the_batch(wh):
     assert set(rows) == {"o-nul", "o-plain"}
     assert rows["o-plain"]["rejected_message"] == "plain"
     assert raw(rows["o-nul"])["public_id"] == "o-nul"
+
+
+def test_rejected_input_is_kept_whole_with_its_reason(wh):
+    dest = prepared(wh)
+    payload = '{"public_id": 5, "note": "50% off"}'
+    dest.reject([Rejected("orders", "5", "key is not text", payload)], "run-r")
+    (row,) = wh.rows("SELECT source, item_id, reason, payload, run_id FROM {s}._ogsync_rejected")
+    assert row == {
+        "source": "orders",
+        "item_id": "5",
+        "reason": "key is not text",
+        "payload": payload,
+        "run_id": "run-r",
+    }
 
 
 # -- 7. a real sync against the simulator -------------------------------------------------

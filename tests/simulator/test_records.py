@@ -201,3 +201,95 @@ def test_relations_hold_after_many_changes(make_api):
         by_sub = unsent_items_by_subscription(truth)
         live = {s["public_id"] for s in truth["subscriptions"] if s["live"]}
         assert {s: len(items) for s, items in by_sub.items()} == dict.fromkeys(live, 1)
+
+
+# Fields the simulated merchant leaves empty, each for a reason; every other field carries a
+# value in some record, so that a sync types and stores every documented field for real.
+EMPTY_BY_DESIGN = {
+    # The reference lists these as no longer used or internal to Ordergroove.
+    "subscriptions": {"iteration", "sequence", "customer_rep", "club"}
+    # No subscription has a locked price: the product's price applies.
+    | {"price"},
+    "items": {"product_attribute", "first_placed", "subscription_component"},
+    "addresses": {"token_id", "label", "fax", "store_public_id"},
+    "products": {"every", "every_period", "offer_profile", "incentive_group"},
+    # Features the simulated merchant does not use.
+    "customers": {"user_token_id"},
+    "payments": {"label"},
+    "offer_profiles": {"initial_coupon"},
+    # Set only by changes after the merchant is generated (an item-level incentive: never).
+    "one_time_incentives": {"item", "applied_at"},
+}
+
+
+def _empty(value) -> bool:
+    return value in (None, "", [], {})
+
+
+@pytest.mark.parametrize("ep", ENDPOINTS, ids=lambda e: e.name)
+def test_every_field_carries_a_value_somewhere(truth, ep):
+    empty = {n for n in ep.field_names if all(_empty(r[n]) for r in truth[ep.name])}
+    assert empty == EMPTY_BY_DESIGN.get(ep.name, set())
+
+
+def test_prepaid_subscriptions_carry_their_context(truth):
+    products = {p["external_product_id"]: p for p in truth["products"]}
+    prepaid = [s for s in truth["subscriptions"] if s["prepaid_subscription_context"]]
+    assert len(prepaid) >= 10
+    for sub in prepaid:
+        context = sub["prepaid_subscription_context"]
+        assert set(context) == {
+            "prepaid_orders_remaining",
+            "prepaid_orders_per_billing",
+            "renewal_behavior",
+            "last_renewal_revenue",
+            "prepaid_origin_merchant_order_id",
+        }
+        assert products[sub["product"]]["prepaid_eligible"]
+        assert 0 <= context["prepaid_orders_remaining"] < context["prepaid_orders_per_billing"]
+        assert context["renewal_behavior"] in ("autorenew", "cancel", "downgrade")
+        assert isinstance(context["last_renewal_revenue"], float)
+    kinds = Counter(s["raw_subscription_type"] for s in truth["subscriptions"])
+    assert set(kinds) == {"replenishment", "IU replenishment", "CSA replenishment"}
+    assert any(s["external_id"] for s in truth["subscriptions"])
+    experiences = [orjson.loads(c["experiences"]) for c in truth["customers"] if c["experiences"]]
+    assert experiences and all(
+        set(e) == {"reorder", "subscription-management"} for e in experiences
+    )
+
+
+def test_placed_orders_count_down_prepaid_shipments(make_api):
+    with make_api(seed=5, records=3000) as api:
+        before = {
+            s["public_id"]: s["prepaid_subscription_context"]
+            for s in api.truth("subscriptions")
+            if s["prepaid_subscription_context"]
+        }
+        for _ in range(4):
+            api.advance(minutes=60 * 24, changes=400)
+        after = api.truth_by_key("subscriptions")
+        moved = [
+            k
+            for k, context in before.items()
+            if after[k]["prepaid_subscription_context"] != context
+        ]
+        assert moved
+        for key in moved:
+            old, sub = before[key], after[key]
+            new = sub["prepaid_subscription_context"]
+            if new is None:  # a downgrade after its last prepaid shipment
+                assert old["renewal_behavior"] == "downgrade" and sub["live"]
+                continue
+            # Several orders may have been placed since: the count may have gone round.
+            assert new["prepaid_orders_per_billing"] == old["prepaid_orders_per_billing"]
+            assert 0 <= new["prepaid_orders_remaining"] < new["prepaid_orders_per_billing"]
+            if new["renewal_behavior"] == "cancel" and new["prepaid_orders_remaining"] == 0:
+                assert not sub["live"]  # its last prepaid shipment ended it
+        counted_down = [
+            k
+            for k in moved
+            if after[k]["prepaid_subscription_context"]
+            and after[k]["prepaid_subscription_context"]["prepaid_orders_remaining"]
+            < before[k]["prepaid_orders_remaining"]
+        ]
+        assert counted_down

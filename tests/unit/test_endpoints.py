@@ -150,3 +150,62 @@ def test_field_column_renames_order_only():
 def test_field_named_unknown_raises_key_error():
     with pytest.raises(KeyError):
         BY_NAME["orders"].field_named("nope")
+
+
+# Every field Ordergroove's API reference documents on each object, as its Response Body
+# Definitions list them (List and Retrieve, and for subscriptions Update's `external_id`;
+# `experiences` from Customers > Create; `raw_subscription_type` from the subscription object
+# in Events and Payloads' snapshot example), with the types the reference gives.
+DOCUMENTED = {
+    "customers": "merchant merchant_user_id session_id user_token_id first_name last_name email "
+    "phone_number phone_type:integer live:boolean created:timestamp last_updated:timestamp "
+    "last_login:timestamp extra_data:json_text locale:integer experiences:json_text price_code",
+    "subscriptions": "customer merchant product payment shipping_address offer "
+    "subscription_type raw_subscription_type components:json extra_data:json_text public_id "
+    "product_attribute quantity:integer price:decimal frequency_days:integer "
+    "reminder_days:integer every:integer every_period:integer start_date:date "
+    "cancelled:timestamp cancel_reason cancel_reason_code currency_code iteration sequence "
+    "session_id merchant_order_id customer_rep club created:timestamp updated:timestamp "
+    "live:boolean external_id prepaid_subscription_context:json",
+    "orders": "merchant customer payment shipping_address public_id currency_code "
+    "sub_total:decimal tax_total:decimal shipping_total:decimal discount_total:decimal "
+    "total:decimal created:timestamp updated:timestamp place:timestamp cancelled:timestamp "
+    "tries:integer generic_error_count:integer status:integer type:integer order_merchant_id "
+    "rejected_message extra_data:json_text locked:boolean oos_free_shipping:boolean",
+    "items": "offer order subscription product components:json subscription_component "
+    "quantity:integer public_id product_attribute price:decimal extra_cost:decimal "
+    "total_price:decimal one_time:boolean order_updated:timestamp frozen:boolean "
+    "first_placed:timestamp",
+    "addresses": "customer public_id label first_name last_name company_name address address2 "
+    "city state_province_code zip_postal_code phone fax country_code live:boolean "
+    "created:timestamp updated:timestamp token_id store_public_id",
+    "payments": "customer billing_address cc_number_ending public_id label token_id cc_holder "
+    "cc_type:integer cc_exp_date payment_method live:boolean created:timestamp "
+    "last_updated:timestamp",
+    "products": "merchant groups:json name price:decimal image_url detail_url "
+    "external_product_id sku autoship_enabled:boolean prepaid_eligible:boolean "
+    "premier_enabled:integer created:timestamp last_update:timestamp live:boolean "
+    "discontinued:boolean extra_data:json_text product_type autoship_by_default:boolean "
+    "every:integer every_period:integer offer_profile incentive_group",
+    "offer_profiles": "public_id name merchant live:boolean weight:integer offers:json "
+    "recurring_coupon:json initial_coupon:json",
+    "one_time_incentives": "public_id external_code description merchant customer order "
+    "created:timestamp last_updated:timestamp incentive:json",
+}
+
+
+@pytest.mark.parametrize("ep", ENDPOINTS, ids=lambda e: e.name)
+def test_every_documented_field_is_a_typed_field(ep):
+    types = {f.name: f.type for f in ep.fields}
+    for token in DOCUMENTED[ep.name].split():
+        name, _, kind = token.partition(":")
+        assert name in types, f"{ep.name}.{name} is documented but has no column"
+        assert types[name] == FieldType(kind or "text"), f"{ep.name}.{name}"
+
+
+@pytest.mark.parametrize("ep", ENDPOINTS, ids=lambda e: e.name)
+def test_every_field_is_described(ep):
+    for f in ep.fields:
+        assert len(f.description) >= 10, f"{ep.name}.{f.name}"
+        # Descriptions become SQL literals, where `?` would read as a placeholder.
+        assert "?" not in f.description and "\n" not in f.description

@@ -16,6 +16,7 @@ select
     {{ ordergroove.staged_column(available, 'status', dbt.type_bigint()) }} as status,
     status_codes.label as status_label,
     {{ ordergroove.staged_column(available, 'type', dbt.type_bigint()) }} as type,
+    type_codes.label as type_label,
     {{ ordergroove.staged_column(available, 'sub_total', dbt.type_numeric()) }} as sub_total,
     {{ ordergroove.staged_column(available, 'tax_total', dbt.type_numeric()) }} as tax_total,
     {{ ordergroove.staged_column(available, 'shipping_total', dbt.type_numeric()) }} as shipping_total,
@@ -42,3 +43,7 @@ left join {{ source('ordergroove', 'codes') }} as status_codes
     on status_codes.endpoint = 'orders'
     and status_codes.field = 'status'
     and status_codes.code = cast({{ ordergroove.staged_column(available, 'status', dbt.type_bigint()) }} as {{ dbt.type_string() }})
+left join {{ source('ordergroove', 'codes') }} as type_codes
+    on type_codes.endpoint = 'orders'
+    and type_codes.field = 'type'
+    and type_codes.code = cast({{ ordergroove.staged_column(available, 'type', dbt.type_bigint()) }} as {{ dbt.type_string() }})

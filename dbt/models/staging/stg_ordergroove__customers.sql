@@ -18,13 +18,19 @@ select
     {{ ordergroove.staged_column(available, 'email', dbt.type_string()) }} as email,
     {{ ordergroove.staged_column(available, 'phone_number', dbt.type_string()) }} as phone_number,
     {{ ordergroove.staged_column(available, 'phone_type', dbt.type_bigint()) }} as phone_type,
+    phone_type_codes.label as phone_type_label,
     {{ ordergroove.staged_column(available, 'live', dbt.type_boolean()) }} as live,
     {{ ordergroove.staged_column(available, 'locale', dbt.type_bigint()) }} as locale,
     {{ ordergroove.staged_column(available, 'price_code', dbt.type_string()) }} as price_code,
     {{ ordergroove.staged_column(available, 'extra_data', dbt.type_string()) }} as extra_data,
+    {{ ordergroove.staged_column(available, 'experiences', dbt.type_string()) }} as experiences,
     {{ ordergroove.staged_column(available, 'last_login', dbt.type_timestamp()) }} as last_login_at,
     {{ ordergroove.staged_column(available, 'created', dbt.type_timestamp()) }} as created_at,
     {{ ordergroove.staged_column(available, 'last_updated', dbt.type_timestamp()) }} as updated_at,
     {{ ordergroove.staged_column(available, '_synced_at', dbt.type_timestamp()) }} as _synced_at,
     {{ ordergroove.staged_column(available, '_run_id', dbt.type_string()) }} as _run_id
 from source_rows
+left join {{ source('ordergroove', 'codes') }} as phone_type_codes
+    on phone_type_codes.endpoint = 'customers'
+    and phone_type_codes.field = 'phone_type'
+    and phone_type_codes.code = cast({{ ordergroove.staged_column(available, 'phone_type', dbt.type_bigint()) }} as {{ dbt.type_string() }})

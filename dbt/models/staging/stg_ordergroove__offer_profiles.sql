@@ -14,6 +14,7 @@ select
     {{ ordergroove.staged_column(available, 'name', dbt.type_string()) }} as name,
     {{ ordergroove.staged_column(available, 'live', dbt.type_boolean()) }} as live,
     {{ ordergroove.staged_column(available, 'status', dbt.type_string()) }} as status,
+    status_codes.label as status_label,
     {{ ordergroove.staged_column(available, 'weight', dbt.type_bigint()) }} as weight,
     {{ ordergroove.staged_column(available, 'offers', dbt.type_string()) }} as offers,
     {{ ordergroove.staged_column(available, 'initial_coupon', dbt.type_string()) }} as initial_coupon,
@@ -21,3 +22,7 @@ select
     {{ ordergroove.staged_column(available, '_synced_at', dbt.type_timestamp()) }} as _synced_at,
     {{ ordergroove.staged_column(available, '_run_id', dbt.type_string()) }} as _run_id
 from source_rows
+left join {{ source('ordergroove', 'codes') }} as status_codes
+    on status_codes.endpoint = 'offer_profiles'
+    and status_codes.field = 'status'
+    and status_codes.code = cast({{ ordergroove.staged_column(available, 'status', dbt.type_string()) }} as {{ dbt.type_string() }})

@@ -16,12 +16,22 @@ select
     {{ ordergroove.staged_column(available, 'token_id', dbt.type_string()) }} as token_id,
     {{ ordergroove.staged_column(available, 'cc_holder', dbt.type_string()) }} as cc_holder,
     {{ ordergroove.staged_column(available, 'cc_type', dbt.type_bigint()) }} as cc_type,
+    cc_type_codes.label as cc_type_label,
     {{ ordergroove.staged_column(available, 'cc_number_ending', dbt.type_string()) }} as cc_number_ending,
     {{ ordergroove.staged_column(available, 'cc_exp_date', dbt.type_string()) }} as cc_exp_date,
     {{ ordergroove.staged_column(available, 'payment_method', dbt.type_string()) }} as payment_method,
+    payment_method_codes.label as payment_method_label,
     {{ ordergroove.staged_column(available, 'live', dbt.type_boolean()) }} as live,
     {{ ordergroove.staged_column(available, 'created', dbt.type_timestamp()) }} as created_at,
     {{ ordergroove.staged_column(available, 'last_updated', dbt.type_timestamp()) }} as updated_at,
     {{ ordergroove.staged_column(available, '_synced_at', dbt.type_timestamp()) }} as _synced_at,
     {{ ordergroove.staged_column(available, '_run_id', dbt.type_string()) }} as _run_id
 from source_rows
+left join {{ source('ordergroove', 'codes') }} as cc_type_codes
+    on cc_type_codes.endpoint = 'payments'
+    and cc_type_codes.field = 'cc_type'
+    and cc_type_codes.code = cast({{ ordergroove.staged_column(available, 'cc_type', dbt.type_bigint()) }} as {{ dbt.type_string() }})
+left join {{ source('ordergroove', 'codes') }} as payment_method_codes
+    on payment_method_codes.endpoint = 'payments'
+    and payment_method_codes.field = 'payment_method'
+    and payment_method_codes.code = cast({{ ordergroove.staged_column(available, 'payment_method', dbt.type_string()) }} as {{ dbt.type_string() }})

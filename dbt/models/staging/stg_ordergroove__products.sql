@@ -17,6 +17,7 @@ select
     {{ ordergroove.staged_column(available, 'image_url', dbt.type_string()) }} as image_url,
     {{ ordergroove.staged_column(available, 'detail_url', dbt.type_string()) }} as detail_url,
     {{ ordergroove.staged_column(available, 'product_type', dbt.type_string()) }} as product_type,
+    product_type_codes.label as product_type_label,
     {{ ordergroove.staged_column(available, 'groups', dbt.type_string()) }} as groups,
     {{ ordergroove.staged_column(available, 'autoship_enabled', dbt.type_boolean()) }} as autoship_enabled,
     {{ ordergroove.staged_column(available, 'autoship_by_default', dbt.type_boolean()) }} as autoship_by_default,
@@ -26,6 +27,7 @@ select
     {{ ordergroove.staged_column(available, 'discontinued', dbt.type_boolean()) }} as discontinued,
     {{ ordergroove.staged_column(available, 'every', dbt.type_bigint()) }} as every,
     {{ ordergroove.staged_column(available, 'every_period', dbt.type_bigint()) }} as every_period,
+    every_period_codes.label as every_period_label,
     {{ ordergroove.staged_column(available, 'offer_profile', dbt.type_string()) }} as offer_profile_id,
     {{ ordergroove.staged_column(available, 'incentive_group', dbt.type_string()) }} as incentive_group,
     {{ ordergroove.staged_column(available, 'extra_data', dbt.type_string()) }} as extra_data,
@@ -34,3 +36,11 @@ select
     {{ ordergroove.staged_column(available, '_synced_at', dbt.type_timestamp()) }} as _synced_at,
     {{ ordergroove.staged_column(available, '_run_id', dbt.type_string()) }} as _run_id
 from source_rows
+left join {{ source('ordergroove', 'codes') }} as every_period_codes
+    on every_period_codes.endpoint = 'products'
+    and every_period_codes.field = 'every_period'
+    and every_period_codes.code = cast({{ ordergroove.staged_column(available, 'every_period', dbt.type_bigint()) }} as {{ dbt.type_string() }})
+left join {{ source('ordergroove', 'codes') }} as product_type_codes
+    on product_type_codes.endpoint = 'products'
+    and product_type_codes.field = 'product_type'
+    and product_type_codes.code = cast({{ ordergroove.staged_column(available, 'product_type', dbt.type_string()) }} as {{ dbt.type_string() }})

@@ -16,6 +16,8 @@ select
     {{ ordergroove.staged_column(available, 'shipping_address', dbt.type_string()) }} as shipping_address_id,
     {{ ordergroove.staged_column(available, 'offer', dbt.type_string()) }} as offer_id,
     {{ ordergroove.staged_column(available, 'subscription_type', dbt.type_string()) }} as subscription_type,
+    {{ ordergroove.staged_column(available, 'raw_subscription_type', dbt.type_string()) }} as raw_subscription_type,
+    raw_subscription_type_codes.label as raw_subscription_type_label,
     {{ ordergroove.staged_column(available, 'components', dbt.type_string()) }} as components,
     {{ ordergroove.staged_column(available, 'extra_data', dbt.type_string()) }} as extra_data,
     {{ ordergroove.staged_column(available, 'product_attribute', dbt.type_string()) }} as product_attribute,
@@ -31,8 +33,14 @@ select
     {{ ordergroove.staged_column(available, 'cancel_reason', dbt.type_string()) }} as cancel_reason,
     {{ ordergroove.staged_column(available, 'cancel_reason_code', dbt.type_string()) }} as cancel_reason_code,
     {{ ordergroove.staged_column(available, 'currency_code', dbt.type_string()) }} as currency_code,
+    {{ ordergroove.staged_column(available, 'iteration', dbt.type_string()) }} as iteration,
+    {{ ordergroove.staged_column(available, 'sequence', dbt.type_string()) }} as sequence,
     {{ ordergroove.staged_column(available, 'session_id', dbt.type_string()) }} as session_id,
     {{ ordergroove.staged_column(available, 'merchant_order_id', dbt.type_string()) }} as merchant_order_id,
+    {{ ordergroove.staged_column(available, 'customer_rep', dbt.type_string()) }} as customer_rep,
+    {{ ordergroove.staged_column(available, 'club', dbt.type_string()) }} as club,
+    {{ ordergroove.staged_column(available, 'external_id', dbt.type_string()) }} as external_id,
+    {{ ordergroove.staged_column(available, 'prepaid_subscription_context', dbt.type_string()) }} as prepaid_subscription_context,
     {{ ordergroove.staged_column(available, 'live', dbt.type_boolean()) }} as live,
     {{ ordergroove.staged_column(available, 'created', dbt.type_timestamp()) }} as created_at,
     {{ ordergroove.staged_column(available, 'updated', dbt.type_timestamp()) }} as updated_at,
@@ -48,3 +56,7 @@ left join {{ source('ordergroove', 'codes') }} as every_period_codes
     on every_period_codes.endpoint = 'subscriptions'
     and every_period_codes.field = 'every_period'
     and every_period_codes.code = cast({{ ordergroove.staged_column(available, 'every_period', dbt.type_bigint()) }} as {{ dbt.type_string() }})
+left join {{ source('ordergroove', 'codes') }} as raw_subscription_type_codes
+    on raw_subscription_type_codes.endpoint = 'subscriptions'
+    and raw_subscription_type_codes.field = 'raw_subscription_type'
+    and raw_subscription_type_codes.code = cast({{ ordergroove.staged_column(available, 'raw_subscription_type', dbt.type_string()) }} as {{ dbt.type_string() }})

@@ -301,3 +301,17 @@ class TableSql:
 
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class AccessReport:
+    """What `ogsync check` found a warehouse lets ogsync do, and what to grant otherwise."""
+
+    warehouse: str  # as messages may show it (no secret)
+    found: tuple[str, ...]  # what is allowed, one line each
+    missing: tuple[str, ...] = ()  # what is not, one line each
+    grants: tuple[str, ...] = ()  # statements an administrator can run to allow it
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing

@@ -26,6 +26,7 @@ from ogsync.destinations.base import (
 )
 from ogsync.destinations.registry import OpenOptions
 from ogsync.destinations.sql import Dialect, SqlDestination
+from ogsync.destinations.sql_dictionary import comments_by_name
 from ogsync.endpoints import Endpoint, FieldType
 from ogsync.private import tighten
 from ogsync.status_snapshot import running_syncs, snapshot_path
@@ -45,6 +46,7 @@ DUCKDB = Dialect(
         FieldType.JSON_TEXT: "JSON",
     },
     json="JSON",
+    comments=True,
 )
 UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
@@ -159,9 +161,23 @@ class DuckDBDestination(SqlDestination):
     def view_source(self, ep: Endpoint) -> str:
         return quote(ep.name)
 
+    def stored_comments(self) -> dict[tuple[str, str | None], str]:
+        where = "WHERE database_name = current_database() AND schema_name = ?"
+        return comments_by_name(
+            self.execute(
+                f"SELECT table_name, NULL, comment FROM duckdb_tables() {where} UNION ALL "
+                f"SELECT view_name, NULL, comment FROM duckdb_views() {where} UNION ALL "
+                f"SELECT table_name, column_name, comment FROM duckdb_columns() {where}",
+                [self.schema] * 3,
+            )
+        )
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         cursor = self.conn.execute(sql, list(params))
         return cursor.fetchall() if cursor.description else []
+
+    def execute_script(self, statements: Sequence[str]) -> None:
+        self.conn.execute(";\n".join(statements))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self.conn.executemany(sql, [list(r) for r in rows])

@@ -34,6 +34,7 @@ from ogsync.destinations.base import (
 )
 from ogsync.destinations.registry import OpenOptions
 from ogsync.destinations.sql import Dialect, SqlDestination
+from ogsync.destinations.sql_dictionary import comments_by_name
 from ogsync.destinations.sql_rules import RulesChanged
 from ogsync.endpoints import Endpoint, FieldType
 from ogsync.plan import EndpointState
@@ -58,6 +59,7 @@ POSTGRES = Dialect(
     json="JSONB",
     param="%s",
     hash_template="md5(CAST(CAST({} AS JSONB) AS TEXT))",
+    comments=True,
 )
 RECONNECTS = 3
 
@@ -196,6 +198,10 @@ class PostgresDestination(SqlDestination):
         cursor = self.conn.execute(self.q(sql), list(params))  # type: ignore[arg-type]
         return cursor.fetchall() if cursor.description else []
 
+    def execute_script(self, statements: Sequence[str]) -> None:
+        # Without parameters psycopg sends the text as it is, several statements in one trip.
+        self.conn.execute(";\n".join(statements))
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self.conn.cursor() as cursor:
             cursor.executemany(self.q(sql), [list(r) for r in rows])  # type: ignore[arg-type]
@@ -243,6 +249,19 @@ class PostgresDestination(SqlDestination):
                 SqlDestination.prepare(self, endpoints)
 
         self._reconnecting(prepare)
+
+    def stored_comments(self) -> dict[tuple[str, str | None], str]:
+        return comments_by_name(
+            self.execute(
+                "SELECT c.relname, a.attname, d.description FROM pg_description AS d "
+                "JOIN pg_class AS c ON c.oid = d.objoid "
+                "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+                "LEFT JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum = d.objsubid "
+                "WHERE d.classoid = 'pg_class'::regclass AND n.nspname = ? "
+                "AND (d.objsubid = 0 OR a.attnum IS NOT NULL)",
+                [self.schema],
+            )
+        )
 
     def load_states(self) -> Mapping[str, EndpointState]:
         return self._reconnecting(lambda: SqlDestination.load_states(self))

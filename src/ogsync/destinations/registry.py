@@ -15,7 +15,7 @@ from ogsync.destinations.errors import DestinationError
 from ogsync.extras import is_missing_dependency, missing_extra_message
 
 if TYPE_CHECKING:
-    from ogsync.destinations.base import Destination, WarehouseReader
+    from ogsync.destinations.base import AccessReport, Destination, WarehouseReader
     from ogsync.webhooks.inbox import GroupCommitInbox
 
 
@@ -33,7 +33,8 @@ class WarehouseKind:
     """What ogsync must know of a warehouse before opening it.
 
     Its module provides `open_warehouse(url, schema, options) -> Destination`, `masked(url)`,
-    and, as the flags say, `local_path(url)` and `open_inbox(url, schema)`.
+    and, as the flags say, `local_path(url)`, `open_inbox(url, schema)` and
+    `check_access(url, schema)`.
     """
 
     name: str
@@ -43,9 +44,12 @@ class WarehouseKind:
     single_writer: bool = False  # one process at a time may write (a run holds all of it)
     on_local_disk: bool = False  # the URL names a local file or folder
     hosts_inbox: bool = False  # can keep the webhook inbox in its own schema
+    checks_access: bool = False  # `ogsync check` can ask what its role may do there
     # The package extra that installs its driver (`pip install 'ogsync[EXTRA]'`); None for a
     # warehouse the core installs.
     extra: str | None = None
+    # Bookkeeping tables only this kind writes (the data dictionary describes them too).
+    own_tables: tuple[str, ...] = ()
 
     def _module(self) -> Any:
         try:
@@ -74,6 +78,10 @@ class WarehouseKind:
             raise DestinationError(f"a {self.name} warehouse cannot hold the webhook inbox")
         return self._module().open_inbox(url, schema)
 
+    def check_access(self, url: str, schema: str) -> AccessReport | None:
+        """What the role may do there (create the schema, tables, ...), or None: not asked."""
+        return self._module().check_access(url, schema) if self.checks_access else None
+
 
 KINDS: tuple[WarehouseKind, ...] = (
     WarehouseKind(
@@ -91,6 +99,16 @@ KINDS: tuple[WarehouseKind, ...] = (
         "ogsync.destinations.postgres",
         hosts_inbox=True,
         extra="postgres",
+        own_tables=("_ogsync_inbox",),  # when it holds the webhook inbox
+    ),
+    WarehouseKind(
+        "Snowflake",
+        ("snowflake",),
+        "snowflake://USER@ACCOUNT/DATABASE?warehouse=W&role=R",
+        "ogsync.destinations.snowflake",
+        checks_access=True,
+        extra="snowflake",
+        own_tables=("_ogsync_leases",),  # its run guard (destinations/snowflake_lease.py)
     ),
 )
 DEFAULT_URL = "duckdb:///ogsync.duckdb"
@@ -125,6 +143,11 @@ def open_reader(url: str, schema: str) -> WarehouseReader:
     waiting. Raises AlreadyRunning (with a snapshot to read instead, where there is one) when
     a run holds a warehouse that lets no reader in."""
     return kind_of(url).open(url, schema, OpenOptions(read_only=True))
+
+
+def check_access(url: str, schema: str) -> AccessReport | None:
+    """For `ogsync check`: what the warehouse at `url` lets this role do (None: not asked)."""
+    return kind_of(url).check_access(url, schema)
 
 
 def masked(url: str) -> str:

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ogsync.deletions import DELETABLE, DELETION_EVENTS, UNSENT
-from ogsync.destinations import sql_history, sql_rules
+from ogsync.destinations import sql_dictionary, sql_history, sql_rules
 from ogsync.destinations.base import (
     BACKFILL_TABLE,
     CURRENT_VIEW_SUFFIX,
@@ -43,7 +43,7 @@ from ogsync.destinations.base import (
     WriteResult,
     quote,
 )
-from ogsync.endpoints import Endpoint, FieldType
+from ogsync.endpoints import ENDPOINTS, Endpoint, FieldType
 from ogsync.governance import Governance
 from ogsync.plan import Checkpoint, EndpointState
 from ogsync.vocabulary import DeletionReason
@@ -59,6 +59,9 @@ class Dialect:
     param: str = "?"
     # A hash of a JSON value's content, the same for the text staged and the value stored.
     hash_template: str = "md5(CAST({} AS VARCHAR))"
+    # The warehouse keeps COMMENT ON tables, views and columns: `prepare` writes the data
+    # dictionary's descriptions there (ogsync.destinations.sql_dictionary).
+    comments: bool = False
 
     def column_type(self, kind: FieldType) -> str:
         return self.types[kind]
@@ -90,6 +93,12 @@ class SqlDestination(ABC):
 
     @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    def execute_script(self, statements: Sequence[str]) -> None:
+        """Run statements that take no parameters, in order. A database that runs several
+        in one call overrides this: a new warehouse's comments are hundreds of statements."""
+        for statement in statements:
+            self.execute(statement)
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[None]:
@@ -195,6 +204,8 @@ class SqlDestination(ABC):
                             "%s: history begins now, with its %d current rows; earlier "
                             "versions were never seen", ep.name, seeded,
                         )  # fmt: skip
+            sql_dictionary.create_codes(self)
+            sql_dictionary.comment(self, endpoints)
 
     def _columns(self, ep: Endpoint) -> list[tuple[str, str]]:
         fields = [(f.column, self.dialect.column_type(f.type)) for f in ep.fields]
@@ -206,28 +217,39 @@ class SqlDestination(ABC):
         self.execute(
             f"CREATE TABLE IF NOT EXISTS {sql.table} ({columns}, PRIMARY KEY ({quote(sql.key)}))"
         )
-        existing = {
-            row[0]
-            for row in self.execute(
-                "SELECT column_name FROM information_schema.columns "
-                f"WHERE table_schema = ? AND table_name = ? {self.in_catalog}",
-                [self.schema, ep.name],
-            )
-        }
+        views = [ep.name + CURRENT_VIEW_SUFFIX, ep.name + DEPRECATED_VIEW_SUFFIX]
+        present: dict[str, set[str]] = {}
+        for relation, column in self.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            f"WHERE table_schema = ? AND table_name IN (?, ?, ?) {self.in_catalog}",
+            [self.schema, ep.name, *views],
+        ):
+            present.setdefault(relation, set()).add(column)
+        existing = present.get(ep.name, set())
         for name, kind in self._columns(ep):  # fields added to the table since it was made
             if name not in existing:
                 self.execute(f"ALTER TABLE {sql.table} ADD COLUMN {quote(name)} {kind}")
         # `<table>_current`: the rows not soft-deleted. Its old name, `<table>_live`, read as the
         # API's own `live` field (an active subscription) and is kept one release as an alias.
-        for suffix in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX):
-            self.execute(
-                f"CREATE OR REPLACE VIEW {self.s}.{quote(ep.name + suffix)} AS "
-                f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
-            )
-        self.execute(
-            f"COMMENT ON VIEW {self.s}.{quote(ep.name + DEPRECATED_VIEW_SUFFIX)} IS "
-            f"'Deprecated: use {ep.name}{CURRENT_VIEW_SUFFIX}. Removed in ogsync 0.2.'"
-        )
+        # Each is made again only when the table's columns changed: replacing a view drops its
+        # comments in some warehouses (DuckDB), which the data dictionary writes (the alias's
+        # says it is deprecated).
+        columns = {name for name, _ in self._columns(ep)}
+        for view in views:
+            if present.get(view) != columns:
+                self.execute(
+                    f"CREATE OR REPLACE VIEW {self.s}.{quote(view)} AS "
+                    f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
+                )
+
+    def stored_comments(self) -> dict[tuple[str, str | None], str] | None:
+        """The comments the schema holds, by (relation, column or None); None when the
+        warehouse can't tell, and every comment is written again."""
+        return None
+
+    def comment_statement(self, kind: str, name: str, text: str) -> str:
+        """Set the comment of a TABLE, VIEW or COLUMN (`name` as statements name it)."""
+        return f"COMMENT ON {kind} {name} IS {sql_dictionary.literal(text)}"
 
     def load_states(self) -> Mapping[str, EndpointState]:
         rows = self.execute(
@@ -273,11 +295,9 @@ class SqlDestination(ABC):
     def record_rejected(self, rows: Sequence[Rejected], run_id: str | None, at: datetime) -> None:
         """Keep input that could not be applied, in the caller's transaction."""
         if rows:
-            self.executemany(
-                self.q(
-                    f"INSERT INTO {self.s}.{REJECTED_TABLE} (source, item_id, reason, payload, "
-                    "run_id, rejected_at) VALUES (?, ?, ?, ?, ?, ?)"
-                ),
+            self.executemany(  # executemany puts `?` in the dialect's style itself
+                f"INSERT INTO {self.s}.{REJECTED_TABLE} (source, item_id, reason, payload, "
+                "run_id, rejected_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(r.source, r.item_id, r.reason, r.payload, run_id, at) for r in rows],
             )
 
@@ -531,7 +551,11 @@ class SqlDestination(ABC):
             self._upsert_run(run)
 
     def rewrite(self, governance: Governance) -> list[str]:
-        return sql_rules.rewrite(self, governance)
+        done = sql_rules.rewrite(self, governance)
+        if done:  # columns were dropped and made again, without their comments
+            with self.transaction():
+                sql_dictionary.comment(self, governance.endpoints(ENDPOINTS))
+        return done
 
     def recreate(self, ep: Endpoint) -> None:
         """The endpoint's tables, view and index as `prepare` makes them (after a rewrite)."""

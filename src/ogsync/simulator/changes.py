@@ -276,10 +276,46 @@ class Changer:
         kind = {5: "order.success", 3: "order.reject"}.get(order["status"], "order.generic_error")
         self.event(kind, moment, self.webhook_object("order", order))
         subs = [self.store.get(SUBSCRIPTIONS, i["subscription"]) for i in items]
+        if order["status"] == 5:
+            for sub in subs:
+                if sub is not None and sub["prepaid_subscription_context"]:
+                    self.prepaid_shipped(sub, order, moment)
         live = [s for s in subs if s is not None and s["live"]]
         if live:
             self.next_order(order, live, moment)
         return True
+
+    def prepaid_shipped(self, sub: Record, order: Record, moment: int) -> None:
+        """A prepaid subscription's order was placed. With shipments still owed, one fewer is;
+        with none owed, this order starts the next cycle (autorenew: paid for again). The
+        cycle's last shipment ends a `cancel` subscription and makes a `downgrade` one a
+        normal subscription, as the reference's prepaid renewal behaviours say."""
+        context = dict(sub["prepaid_subscription_context"])
+        behavior = context["renewal_behavior"]
+        remaining = context["prepaid_orders_remaining"]
+        per_billing = context["prepaid_orders_per_billing"]
+        if remaining == 0:  # none owed: only an autorenew subscription is still prepaid then
+            items = self.order_items(order["public_id"])
+            item = next(i for i in items if i["subscription"] == sub["public_id"])
+            context.update(
+                prepaid_orders_remaining=per_billing - 1,
+                last_renewal_revenue=round(float(item["total_price"]) * per_billing, 2),
+                prepaid_origin_merchant_order_id=f"#{order['order_merchant_id']}",
+            )
+        else:
+            context["prepaid_orders_remaining"] = remaining - 1
+        last = context["prepaid_orders_remaining"] == 0
+        if last and behavior == "cancel":
+            self.touch(
+                SUBSCRIPTIONS, sub, moment, live=False, cancelled=self.ts(moment),
+                prepaid_subscription_context=context,
+            )  # fmt: skip
+            self.event("subscription.cancel", moment, self.webhook_object("subscription", sub))
+        else:
+            done = last and behavior == "downgrade"
+            self.touch(
+                SUBSCRIPTIONS, sub, moment, prepaid_subscription_context=None if done else context
+            )
 
     def cancel_subscription(self, moment: int) -> bool:
         sub = self.pick(SUBSCRIPTIONS, "f_live = 1")

@@ -37,6 +37,10 @@ CITIES = (
 PRODUCT_WORDS = "Coffee Tea Vitamins Shampoo Razor Protein Filters Soap Treats Pods Serum Granola"
 PRODUCT_KINDS = "Bag Box Pack Bottle Refill Bundle"
 CANCEL_REASONS = (("1", "Too expensive"), ("4", "Overstocked"), ("7", "Moving"), ("9", "Other"))
+# How a subscription came about, as the reference's Object Reference spells it.
+RAW_SUBSCRIPTION_TYPES = ("replenishment", "IU replenishment", "CSA replenishment")
+# What a prepaid subscription does after its last prepaid shipment.
+RENEWAL_BEHAVIORS = ("autorenew", "cancel", "downgrade")
 # Mostly placed successfully; the rest as the documented status codes spread them.
 PAST_STATUSES = (5,) * 88 + (4,) * 4 + (3,) * 4 + (12, 15, 18, 19)
 ODDITY_RATE = 1 / 150
@@ -60,6 +64,7 @@ class Catalog:
     products: list[str] = field(default_factory=list)  # external product ids
     prices: dict[str, int] = field(default_factory=dict)  # price in cents by product id
     offers: list[str] = field(default_factory=list)
+    prepaid: set[str] = field(default_factory=set)  # products that may be sold prepaid
 
 
 class Factory:
@@ -83,6 +88,11 @@ class Factory:
 
     def odd(self) -> bool:
         return self.rng.random() < ODDITY_RATE
+
+    def own_rng(self, kind: str, key: str) -> random.Random:
+        """A generator of a record's own, seeded by its key: fields added to the simulator
+        later draw from it, so that every record drawn before them stays what it was."""
+        return random.Random(f"{self.catalog.merchant}:{kind}:{key}")
 
     def extra_data(self) -> str | None:
         roll = self.rng.random()
@@ -127,10 +137,20 @@ class Factory:
             "locale": 1,
             "price_code": self.rng.choice([None, None, "prom_customer"]),
             "extra_data": self.extra_data(),
+            "experiences": self.experiences(user_id),
             "last_login": self.ts(updated) if self.rng.random() < 0.5 else None,
             "created": self.ts(created),
             "last_updated": self.ts(updated),
         }
+
+    def experiences(self, user_id: str) -> str | None:
+        """Most customers have no experience switched; some have reorder or subscription
+        management set either way (JSON in a string, as the reference shows)."""
+        rng = self.own_rng("customer", user_id)
+        if rng.random() < 0.7:
+            return None
+        flags = {"reorder": rng.random() < 0.8, "subscription-management": rng.random() < 0.5}
+        return orjson.dumps(flags).decode()
 
     def address(self, customer: str, created: int, updated: int) -> dict[str, Any]:
         first, last = self.name()
@@ -197,9 +217,11 @@ class Factory:
             90: (3, 3),
         }.get(interval_days, (interval_days, 1))
         bundle = self.rng.random() < 0.05
-        return {
+        public_id = hex_id(self.rng)
+        own = self.own_rng("subscription", public_id)
+        record = {
             SORT_TS: created,
-            "public_id": hex_id(self.rng),
+            "public_id": public_id,
             "customer": customer["merchant_user_id"],
             "merchant": self.catalog.merchant,
             "product": product,
@@ -207,6 +229,7 @@ class Factory:
             "shipping_address": address,
             "offer": self.rng.choice(self.catalog.offers),
             "subscription_type": "Replenish",
+            "raw_subscription_type": own.choices(RAW_SUBSCRIPTION_TYPES, weights=(90, 6, 4))[0],
             "components": [
                 {"public_id": hex_id(self.rng), "quantity": 1, "product": p}
                 for p in self.rng.sample(self.catalog.products, 2)
@@ -227,11 +250,48 @@ class Factory:
             "cancel_reason": None,
             "cancel_reason_code": None,
             "currency_code": "USD",
+            # Four fields the reference lists as no longer in use: always empty.
+            "iteration": None,
+            "sequence": None,
             "session_id": customer["session_id"],
             "merchant_order_id": str(self.rng.randint(100_000, 999_999)),
+            "customer_rep": None,
+            "club": None,
+            "external_id": (
+                f"gid://shopify/SubscriptionContract/{own.randrange(10**10, 10**11)}"
+                if own.random() < 0.2
+                else None
+            ),
+            "prepaid_subscription_context": None,
             "live": True,
             "created": self.ts(created),
             "updated": self.ts(created),
+        }
+        record["prepaid_subscription_context"] = self.prepaid_context(
+            own, product, record["quantity"]
+        )
+        return record
+
+    def prepaid_context(
+        self, own: random.Random, product: str, quantity: int
+    ) -> dict[str, Any] | None:
+        """Some subscriptions to prepaid-eligible products are prepaid: paid for a number of
+        shipments at once; the others carry no context."""
+        if product not in self.catalog.prepaid or own.random() < 0.6:
+            return None
+        per_billing = own.choice([3, 3, 6, 12])
+        behavior = own.choices(RENEWAL_BEHAVIORS, weights=(80, 10, 10))[0]
+        # With none owed, a subscription that does not renew would no longer be prepaid.
+        first = 0 if behavior == "autorenew" else 1
+        return {
+            "prepaid_orders_remaining": own.randrange(first, per_billing),
+            "prepaid_orders_per_billing": per_billing,
+            "renewal_behavior": behavior,
+            # What the customer paid for the cycle: a prepaid discount on the shipments.
+            "last_renewal_revenue": round(
+                self.catalog.prices[product] * quantity * per_billing * 0.9 / 100, 2
+            ),
+            "prepaid_origin_merchant_order_id": f"#{own.randrange(1000, 99_999)}",
         }
 
     def order(
@@ -562,6 +622,8 @@ def _generate(store: Store, factory: Factory, records: int, now: int) -> int:
         product = factory.product(created, factory.drift(created, now))
         catalog.products.append(product["external_product_id"])
         catalog.prices[product["external_product_id"]] = _cents(product["price"])
+        if product["prepaid_eligible"]:
+            catalog.prepaid.add(product["external_product_id"])
         emit("products", product)
     made = n_profiles + len(catalog.products)
 
