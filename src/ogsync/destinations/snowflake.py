@@ -75,7 +75,7 @@ from ogsync.destinations.snowflake_connect import (
 )
 from ogsync.destinations.snowflake_lease import LEASES_TABLE, Lease, Run
 from ogsync.destinations.sql import Dialect, SqlDestination
-from ogsync.endpoints import Endpoint, FieldType
+from ogsync.endpoints import ENDPOINTS, Endpoint, FieldType
 from ogsync.governance import Governance
 from ogsync.plan import EndpointState
 from ogsync.vocabulary import DeletionReason
@@ -99,6 +99,7 @@ SNOWFLAKE = Dialect(
     },
     json="VARIANT",
     hash_template="md5(to_json({}))",  # of a stored VARIANT (snowflake_history.version_hash)
+    comments=True,
 )
 JSON_TYPES = (FieldType.JSON, FieldType.JSON_TEXT)
 RECONNECTS = 3
@@ -432,6 +433,8 @@ class SnowflakeDestination(SqlDestination):
                         "%s: history begins now, with its %d current rows; earlier versions "
                         "were never seen", ep.name, seeded,
                     )  # fmt: skip
+        # Outside any transaction: each comment is DDL, its own transaction on Snowflake.
+        sql_dictionary.comment(self, endpoints)
 
     def _known_columns(self) -> dict[str, set[str]]:
         """Table (and view) -> its columns, all in lower case, from one query."""
@@ -454,7 +457,54 @@ class SnowflakeDestination(SqlDestination):
             history.create_history(self, ep, self._known_columns())
 
     def rewrite(self, governance: Governance) -> list[str]:
-        return self._reconnecting(lambda: history.rewrite(self, governance))
+        done = self._reconnecting(lambda: history.rewrite(self, governance))
+        if done:  # columns and views were made again, without their comments
+            self._reconnecting(
+                lambda: sql_dictionary.comment(self, governance.endpoints(ENDPOINTS))
+            )
+        return done
+
+    # -- the data dictionary's comments ----------------------------------------------------
+
+    def commentable(self) -> tuple[dict[str, str], dict[str, set[str]]]:
+        """Names in lower case, as the dictionary has them (Snowflake keeps them in upper
+        case). Snowflake lists views among the tables; the emulator only among the views."""
+        where = "WHERE upper(table_schema) = upper(?)"
+        relations = {
+            str(name).lower(): "VIEW" if kind == "VIEW" else "TABLE"
+            for name, kind in self.execute(
+                f"SELECT table_name, table_type FROM information_schema.tables {where}",
+                [self.schema],
+            )
+        }
+        for (name,) in self.execute(
+            f"SELECT table_name FROM information_schema.views {where}", [self.schema]
+        ):
+            relations[str(name).lower()] = "VIEW"
+        return relations, self._known_columns()
+
+    def stored_comments(self) -> dict[tuple[str, str | None], str]:
+        where = "WHERE upper(table_schema) = upper(?)"
+        rows = self.execute(
+            f"SELECT table_name, NULL, comment FROM information_schema.tables {where} "
+            f"UNION ALL SELECT table_name, NULL, comment FROM information_schema.views {where} "
+            f"UNION ALL SELECT table_name, column_name, comment FROM information_schema.columns "
+            f"{where}",
+            [self.schema] * 3,
+        )
+        return sql_dictionary.comments_by_name(
+            [(str(r).lower(), None if c is None else str(c).lower(), t) for r, c, t in rows]
+        )
+
+    def comment_statement(self, kind: str, relation: str, column: str | None, text: str) -> str:
+        """A column's comment by ALTER TABLE|VIEW ... ALTER COLUMN ... COMMENT: Snowflake
+        documents COMMENT ON COLUMN for table columns; this form serves a view's as well."""
+        name = f"{self.s}.{quote(relation)}"
+        # In Snowflake's string literals a backslash escapes the next character.
+        literal = sql_dictionary.literal(text.replace("\\", "\\\\"))
+        if column is None:
+            return f"COMMENT ON {kind} {name} IS {literal}"
+        return f"ALTER {kind} {name} ALTER COLUMN {quote(column)} COMMENT {literal}"
 
     def _make_table(self, ep: Endpoint, known: Mapping[str, set[str]]) -> None:
         """The endpoint's table, columns added since, and its views of the rows not
@@ -485,10 +535,6 @@ class SnowflakeDestination(SqlDestination):
                 f"CREATE OR REPLACE VIEW {self.s}.{quote(view)} COPY GRANTS AS "
                 f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
             )
-        self._run(
-            f"COMMENT ON VIEW {self.s}.{quote(ep.name + DEPRECATED_VIEW_SUFFIX)} IS "
-            f"'Deprecated: use {ep.name}{CURRENT_VIEW_SUFFIX}. Removed in ogsync 0.2.'"
-        )
 
     # -- writing -------------------------------------------------------------------------
 

@@ -128,6 +128,88 @@ def _with_nulls(original: Any) -> Any:
     return timestamp_to_sf_struct
 
 
+def _keep_comments() -> None:
+    """fakesnow 0.12.1 takes Snowflake's comment statements but loses some of what they say;
+    this makes it keep and show them as Snowflake does (`information_schema`'s COMMENT):
+    - `ALTER TABLE|VIEW t ALTER COLUMN c COMMENT '...'` is accepted and dropped: it is stored
+      here as DuckDB's column comment, which the emulator's `columns` view shows;
+    - a table or view comment holding a quote breaks its own bookkeeping statement, and a
+      view's comment is stored but never shown (its `views` view says NULL);
+    - `COMMENT ON COLUMN` is run, then its result described with a statement DuckDB
+      cannot parse: it is described as the status row Snowflake answers with.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    cursor = importlib.import_module("fakesnow.cursor")
+    info_schema = importlib.import_module("fakesnow.info_schema")
+    transforms = importlib.import_module("fakesnow.transforms")
+    fake = cursor.FakeSnowflakeCursor
+
+    dropped_column_comments = transforms.extract_comment_on_columns
+
+    def extract_comment_on_columns(expression: Any) -> Any:
+        table = expression.find(exp.Table) if isinstance(expression, exp.Alter) else None
+        out = dropped_column_comments(expression)
+        if table is not None and out.args.get("col_comments"):
+            out.args["ogsync_comment_table"] = table
+        return out
+
+    transforms.extract_comment_on_columns = extract_comment_on_columns
+
+    run = fake._execute
+
+    def _execute(self: Any, transformed: Any, params: Any = None) -> None:
+        run(self, transformed, params)
+        table = transformed.args.get("ogsync_comment_table")
+        for column, text in transformed.args.get("col_comments") or () if table else ():
+            name = ".".join(
+                exp.to_identifier(part, quoted=True).sql("duckdb")
+                for part in (
+                    table.catalog or self._conn.database,
+                    table.db or self._conn.schema,
+                    table.name,
+                    column,
+                )
+            )
+            literal = exp.Literal.string(text).sql("duckdb")
+            self._duck_conn.execute(f"COMMENT ON COLUMN {name} IS {literal}")
+
+    fake._execute = _execute
+
+    stored_unquoted = info_schema.insert_table_comment_sql
+
+    def insert_table_comment_sql(catalog: str, schema: str, table: str, comment: str) -> str:
+        return stored_unquoted(catalog, schema, table, comment.replace("'", "''"))
+
+    info_schema.insert_table_comment_sql = insert_table_comment_sql
+    views = info_schema.SQL_CREATE_INFORMATION_SCHEMA_VIEWS_VIEW.template
+    shown = views.replace(
+        "    null::VARCHAR as COMMENT\nfrom duckdb_views\n",
+        "    ext.comment as COMMENT\nfrom duckdb_views\n"
+        "left join _fs_global._fs_information_schema._fs_tables_ext as ext\n"
+        "  on ext.ext_table_catalog = database_name and ext.ext_table_schema = schema_name\n"
+        "  and ext.ext_table_name = view_name\n",
+    )
+    if shown == views:
+        raise RuntimeError("fakesnow's views view changed: see _keep_comments")
+    info_schema.SQL_CREATE_INFORMATION_SCHEMA_VIEWS_VIEW = type(
+        info_schema.SQL_CREATE_INFORMATION_SCHEMA_VIEWS_VIEW
+    )(shown)
+
+    describe = fake._describe_last_sql
+    status = sqlglot.parse_one("DESCRIBE SELECT 'Statement executed successfully.' AS status")
+
+    def _describe_last_sql(self: Any) -> list:
+        if isinstance(self._last_transformed, exp.Comment):
+            with self._conn.cursor() as other:
+                other._execute(status)
+                return other.fetchall()
+        return describe(self)
+
+    fake._describe_last_sql = _describe_last_sql
+
+
 def _app() -> Any:
     """fakesnow's server app, its NULL timestamps fixed, with the tests' controls."""
     from starlette.requests import Request
@@ -135,6 +217,7 @@ def _app() -> Any:
 
     arrow = importlib.import_module("fakesnow.arrow")
     arrow.timestamp_to_sf_struct = _with_nulls(arrow.timestamp_to_sf_struct)
+    _keep_comments()
     server = importlib.import_module("fakesnow.server")
     for name in ("fakesnow", "fakesnow.server", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
