@@ -500,8 +500,7 @@ class SnowflakeDestination(SqlDestination):
         """A column's comment by ALTER TABLE|VIEW ... ALTER COLUMN ... COMMENT: Snowflake
         documents COMMENT ON COLUMN for table columns; this form serves a view's as well."""
         name = f"{self.s}.{quote(relation)}"
-        # In Snowflake's string literals a backslash escapes the next character.
-        literal = sql_dictionary.literal(text.replace("\\", "\\\\"))
+        literal = history.comment_literal(text)
         if column is None:
             return f"COMMENT ON {kind} {name} IS {literal}"
         return f"ALTER {kind} {name} ALTER COLUMN {quote(column)} COMMENT {literal}"
@@ -509,30 +508,45 @@ class SnowflakeDestination(SqlDestination):
     def _make_table(self, ep: Endpoint, known: Mapping[str, set[str]]) -> None:
         """The endpoint's table, columns added since, and its views of the rows not
         soft-deleted, `<table>_current` and its deprecated alias `<table>_live` (remade
-        whenever the table changes; COPY GRANTS keeps what analysts were granted on them)."""
+        whenever the table changes; COPY GRANTS keeps what analysts were granted on them).
+        Each is made with the data dictionary's comments."""
         sql = self.table_sql(ep)
         wanted = self._columns(ep)
-        views = [ep.name + suffix for suffix in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX)]
-        changed = any(view not in known for view in views)
+        docs = sql_dictionary.endpoint_docs(ep)
+        texts = sql_dictionary.column_texts(docs[ep.name])
+        current, alias = (ep.name + s for s in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX))
+        changed = current not in known or alias not in known
         if ep.name not in known:
-            columns = ", ".join(f"{quote(name)} {kind}" for name, kind in wanted)
+            columns = ", ".join(history.described(name, kind, texts) for name, kind in wanted)
             self._run(
                 f"CREATE TABLE IF NOT EXISTS {sql.table} ({columns}, "
-                f"PRIMARY KEY ({quote(sql.key)}))"
+                f"PRIMARY KEY ({quote(sql.key)})) "
+                f"COMMENT = {history.comment_literal(docs[ep.name].description)}"
             )
             changed = True
         else:
             for name, kind in wanted:  # fields added to the table since it was made
                 if name.lower() not in known[ep.name]:
                     self._run(
-                        f"ALTER TABLE {sql.table} ADD COLUMN IF NOT EXISTS {quote(name)} {kind}"
+                        f"ALTER TABLE {sql.table} ADD COLUMN IF NOT EXISTS "
+                        f"{history.described(name, kind, texts)}"
                     )
                     changed = True
         if not changed:
             return
-        for view in views:
+        # The view's column list, in the table's order (SELECT *), carries their comments.
+        view_texts = sql_dictionary.column_texts(docs[current])
+        order = self.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE upper(table_schema) = upper(?) AND upper(table_name) = upper(?) "
+            "ORDER BY ordinal_position",
+            [self.schema, ep.name],
+        )
+        listed = ", ".join(_view_column(str(column).lower(), view_texts) for (column,) in order)
+        for view, columns in ((current, f" ({listed})"), (alias, "")):
             self._run(
-                f"CREATE OR REPLACE VIEW {self.s}.{quote(view)} COPY GRANTS AS "
+                f"CREATE OR REPLACE VIEW {self.s}.{quote(view)}{columns} COPY GRANTS "
+                f"COMMENT = {history.comment_literal(docs[view].description)} AS "
                 f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
             )
 
@@ -880,6 +894,11 @@ class SnowflakeDestination(SqlDestination):
                 )
                 counts[ep.name] = (int(live or 0), int(deleted or 0))
         return StatusFacts(watermarks, runs, counts)
+
+
+def _view_column(name: str, texts: Mapping[str, str]) -> str:
+    text = texts.get(name)
+    return quote(name) + (f" COMMENT {history.comment_literal(text)}" if text else "")
 
 
 def _run_on(conn: Any, sql: str, params: Sequence[Any]) -> tuple[list[tuple], int]:

@@ -13,7 +13,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ogsync.destinations.base import DEPRECATED_VIEW_SUFFIX
-from ogsync.dictionary import CODES, CODES_TABLE, WAREHOUSE_TABLES, warehouse_tables
+from ogsync.dictionary import (
+    CODES,
+    CODES_TABLE,
+    WAREHOUSE_TABLES,
+    TableDoc,
+    endpoint_tables,
+    warehouse_tables,
+)
 from ogsync.endpoints import Endpoint
 
 if TYPE_CHECKING:
@@ -44,6 +51,16 @@ def literal(text: str) -> str:
     if "?" in text:
         raise ValueError(f"a description may not hold '?': {text!r}")
     return "'" + text.replace("'", "''") + "'"
+
+
+def endpoint_docs(ep: Endpoint) -> dict[str, TableDoc]:
+    """The endpoint's table, views and history table, as the dictionary describes them, by
+    name (the history table's too when the endpoint keeps none now: it stays)."""
+    return {doc.name: doc for doc in endpoint_tables(replace(ep, history=True))}
+
+
+def column_texts(doc: TableDoc) -> dict[str, str]:
+    return {c.name: c.description for c in doc.columns}
 
 
 def comment(dest: SqlDestination, endpoints: Iterable[Endpoint]) -> int:
