@@ -75,6 +75,7 @@ from ogsync.destinations.snowflake_connect import (
 )
 from ogsync.destinations.snowflake_lease import LEASES_TABLE, Lease, Run
 from ogsync.destinations.sql import Dialect, SqlDestination
+from ogsync.dictionary import BOOKKEEPING, TableDoc
 from ogsync.endpoints import ENDPOINTS, Endpoint, FieldType
 from ogsync.governance import Governance
 from ogsync.plan import EndpointState
@@ -84,6 +85,7 @@ __all__ = ["SnowflakeDestination", "check_access", "masked", "open_warehouse"]
 
 log = logging.getLogger("ogsync.snowflake")
 DELETABLE_NAMES = frozenset(ep.name for ep in DELETABLE)
+BOOKKEEPING_DOCS = {doc.name: doc for doc in BOOKKEEPING}
 T = TypeVar("T")
 
 SNOWFLAKE = Dialect(
@@ -421,7 +423,11 @@ class SnowflakeDestination(SqlDestination):
              f"object_type VARCHAR, object_id VARCHAR, payload {json}, stored_at TIMESTAMP_TZ"),
         ):  # fmt: skip
             if name not in columns:
-                self._run(f"CREATE TABLE IF NOT EXISTS {s}.{name} ({definition})")
+                doc = BOOKKEEPING_DOCS[name]
+                self._run(
+                    f"CREATE TABLE IF NOT EXISTS {s}.{name} ({_described(definition, doc)}) "
+                    f"COMMENT = {history.comment_literal(doc.description)}"
+                )
         sql_rules.create_rules_table(self)
         sql_dictionary.create_codes(self)  # the documented codes, as every warehouse has them
         history.record_rules(self, endpoints)
@@ -894,6 +900,20 @@ class SnowflakeDestination(SqlDestination):
                 )
                 counts[ep.name] = (int(live or 0), int(deleted or 0))
         return StatusFacts(watermarks, runs, counts)
+
+
+def _described(definition: str, doc: TableDoc) -> str:
+    """A CREATE TABLE's column list (`name TYPE [constraint]`, one-word types) with each
+    column's description where Snowflake's grammar puts it, after the type; a key clause,
+    whose parentheses hold commas, is left as it is."""
+    texts = sql_dictionary.column_texts(doc)
+    out = []
+    for part in re.split(r",\s*(?![^()]*\))", definition):
+        name, kind, *rest = part.split(" ", 2)
+        if name in texts:
+            part = " ".join([name, kind, f"COMMENT {history.comment_literal(texts[name])}", *rest])
+        out.append(part)
+    return ", ".join(out)
 
 
 def _view_column(name: str, texts: Mapping[str, str]) -> str:
