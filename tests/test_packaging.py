@@ -115,6 +115,11 @@ def test_the_wheel_installs_and_runs_in_a_clean_environment(tmp_path):
     postgres = installed("status", "--destination", "postgresql://u:pw@db.invalid/wh")
     assert postgres.returncode == 2
     assert "pip install 'ogsync[postgres]'" in one_line_error(postgres)
+    snowflake = installed(
+        "dbt", "init", "analytics", "--destination", "snowflake://u@acct/DB?warehouse=W"
+    )
+    assert snowflake.returncode == 2
+    assert "pip install 'ogsync[snowflake]'" in one_line_error(snowflake)
     airflow = subprocess.run(
         [venv / "bin" / "python", "-c", "import ogsync.airflow"],
         cwd=home,

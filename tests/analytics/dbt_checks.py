@@ -169,7 +169,8 @@ def test_subscription_and_customer_overviews_match_the_simulator(built: BuiltWar
         now = reference.periods[sub["public_id"]][-1]
         assert close(float(row["mrr"] or 0), now.mrr or 0.0), row
         orders, revenue = placed.get(sub["public_id"], (0, Decimal(0)))
-        assert (row["orders_placed"], Decimal(row["revenue_to_date"])) == (orders, revenue)
+        found = (row["orders_placed"], Decimal(row["revenue_to_date"]))
+        assert found == (orders, revenue), (sub["public_id"], found, orders, revenue)
     by_customer = reference.placed_by_customer()
     customers = by_key(
         built.rows("SELECT * FROM {marts}.ordergroove__customer_overview"), "customer_id"

@@ -10,8 +10,7 @@ import yaml
 
 from ogsync.analytics import package_dir
 from ogsync.analytics.scaffold import POSTGRES_PASSWORD_ENV, init_project
-from ogsync.config import ConfigError, Settings
-from ogsync.destinations.errors import DestinationError
+from ogsync.config import Settings
 from ogsync.testing.cli import one_line_error, run_ogsync
 
 PASSWORD = "s3cret-PW-that-must-never-be-written"
@@ -84,19 +83,9 @@ def test_init_on_postgresql_writes_no_password(tmp_path):
     assert project_file["vars"]["ordergroove_history"] == []
 
 
-def snowflake_connect():
-    """ogsync's Snowflake destination, where this ogsync has it (and its driver)."""
-    try:
-        from ogsync.destinations import snowflake_connect
-    except (ImportError, DestinationError):
-        return None
-    return snowflake_connect
-
-
-@pytest.mark.skipif(snowflake_connect() is None, reason="no Snowflake destination here")
 def test_a_snowflake_profile_reads_the_secret_ogsync_reads(tmp_path, monkeypatch):
-    sf = snowflake_connect()
-    assert sf is not None
+    from ogsync.destinations import snowflake_connect as sf
+
     password_env, key_file_env = sf.PASSWORD_ENV, sf.KEY_FILE_ENV
     url = "snowflake://LOADER@acme-eu1/ANALYTICS?warehouse=LOAD_WH&role=OGSYNC"
     monkeypatch.delenv(key_file_env, raising=False)
@@ -154,10 +143,3 @@ def test_a_warehouse_dbt_cannot_reach_is_one_line(tmp_path, url):
     result = run_ogsync("dbt", "init", str(tmp_path / "p"), env={"OGSYNC_DESTINATION": url})
     assert result.returncode == 2
     one_line_error(result)
-
-
-@pytest.mark.skipif(snowflake_connect() is not None, reason="this ogsync has Snowflake")
-def test_without_a_snowflake_destination_init_says_so(tmp_path):
-    settings = Settings(destination="snowflake://U@acct/DB")
-    with pytest.raises(ConfigError, match="Snowflake"):
-        init_project(tmp_path / "p", settings)

@@ -18,7 +18,11 @@ placed as (
     select
         customer_id,
         count(*) as orders_placed,
-        sum(coalesce(total, sub_total + tax_total + shipping_total)) as lifetime_revenue,
+        -- money stays a decimal on every warehouse (an engine may sum it as a float)
+        cast(
+            sum(coalesce(total, sub_total + tax_total + shipping_total))
+            as {{ dbt.type_numeric() }}
+        ) as lifetime_revenue,
         min(place_at) as first_order_at,
         max(place_at) as last_order_at
     from {{ ref('stg_ordergroove__orders') }}

@@ -23,7 +23,8 @@ placed as (
     select
         items.subscription_id,
         count(distinct orders.order_id) as orders_placed,
-        sum(items.total_price) as revenue_to_date,
+        -- money stays a decimal on every warehouse (an engine may sum it as a float)
+        cast(sum(items.total_price) as {{ dbt.type_numeric() }}) as revenue_to_date,
         min(orders.place_at) as first_order_at,
         max(orders.place_at) as last_order_at
     from items

@@ -17,6 +17,7 @@ from ogsync.analytics import package_dir
 from ogsync.config import ConfigError, Settings
 from ogsync.destinations.errors import DestinationError
 from ogsync.destinations.registry import kind_of
+from ogsync.extras import is_missing_dependency, missing_extra_message
 from ogsync.governance import DEFAULT_HISTORY, history_endpoints
 
 PROFILE_NAME = "ogsync"
@@ -92,10 +93,10 @@ def _snowflake_target(url: str, schema: str) -> tuple[dict[str, object], dict[st
     (its URL parser and names, so the two never drift apart)."""
     try:
         from ogsync.destinations import snowflake_connect as sf
-    except ImportError:
-        raise ConfigError("this ogsync has no Snowflake destination") from None
-    except DestinationError as exc:  # its driver is missing: the message names the extra
-        raise ConfigError(str(exc)) from None
+    except ModuleNotFoundError as exc:  # its driver, the snowflake extra, is not installed
+        if not is_missing_dependency(exc):
+            raise
+        raise ConfigError(missing_extra_message("a Snowflake warehouse", "snowflake")) from None
     try:
         where = sf.parse_url(url)
     except DestinationError as exc:
