@@ -5,15 +5,13 @@ from __future__ import annotations
 import io
 
 import duckdb
+import pytest
 from rich.console import Console
 
-from ogsync import demo
-from ogsync.analytics import build
-from ogsync.config import Settings
 from ogsync.demo import run_demo
-from ogsync.destinations.duckdb import file_url
 
 
+@pytest.mark.slow  # two syncs and a dbt build: about half a minute
 def test_the_demo_syncs_changes_soft_deletes_and_shows_mrr_and_churn(tmp_path):
     out = io.StringIO()
     path = tmp_path / "demo.duckdb"
@@ -43,12 +41,3 @@ def test_the_demo_syncs_changes_soft_deletes_and_shows_mrr_and_churn(tmp_path):
         assert month in text and f"{mrr:,.0f}" in text
     assert "█" * 24 in text
     assert (tmp_path / "demo-dbt" / "dbt_project.yml").is_file()
-
-
-def test_without_dbt_the_demo_says_how_to_install_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "dbt_available", lambda adapter="duckdb": False)
-    out = io.StringIO()
-    settings = Settings(destination=file_url(tmp_path / "demo.duckdb"))
-    assert not demo.analytics(tmp_path / "demo.duckdb", settings, Console(file=out, width=200))
-    assert "pip install 'ogsync[dbt]'" in out.getvalue()
-    assert not (tmp_path / "demo-dbt").exists()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
 from ogsync import dictionary
 from ogsync.analytics import build
@@ -102,6 +103,7 @@ def _mrr(path: Path) -> dict[tuple[date, str], dict[str, float]]:
     return {(r["month_start"], r["product_id"]): {m: float(r[m]) for m in MEASURES} for r in rows}
 
 
+@pytest.mark.slow  # a copy of the warehouse, changed and built again
 def test_reactivation_a_product_switch_and_a_chosen_end(
     built: BuiltWarehouse, tmp_path: Path
 ) -> None:
