@@ -68,6 +68,7 @@ def _copy(built: BuiltWarehouse, tmp_path: Path, **settings: Any) -> tuple[Path,
     return copy, project
 
 
+@pytest.mark.slow  # a second merchant synced and built
 def test_a_warehouse_synced_with_less_still_builds(built: BuiltWarehouse, tmp_path: Path) -> None:
     """The default endpoints (no payments, no products), history for subscriptions only, and a
     field the settings exclude (no column): the package builds, with what it can know."""
