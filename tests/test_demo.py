@@ -11,7 +11,7 @@ from rich.console import Console
 from ogsync.demo import run_demo
 
 
-@pytest.mark.slow  # two syncs and a dbt build: about half a minute
+@pytest.mark.slow  # two syncs and a dbt build
 def test_the_demo_syncs_changes_soft_deletes_and_shows_mrr_and_churn(tmp_path):
     out = io.StringIO()
     path = tmp_path / "demo.duckdb"

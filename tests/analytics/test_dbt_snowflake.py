@@ -12,7 +12,7 @@ from .conftest import SNOWFLAKE_PASSWORD, BuiltWarehouse
 from .dbt_checks import *  # noqa: F403 (the shared checks, run here against Snowflake)
 
 BACKEND = "snowflake"
-# A sync into the emulator and a build there take about a minute together.
+# A sync into the emulator and a dbt build there, every statement a round trip.
 pytestmark = pytest.mark.slow
 
 
