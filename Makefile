@@ -8,7 +8,7 @@ CORE_STAMP := $(VENV)/.installed-core
 TEST_STAMP := $(VENV)/.installed-test
 TEST_EXTRAS := all,dev
 
-.PHONY: demo test lint format simulator bench dist dist-check clean
+.PHONY: demo test lint format simulator bench dist dist-check clean dbt-package
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ lint: $(TEST_STAMP)
 format: $(TEST_STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+
+# The dbt package's sources and staging models, written again from the data dictionary.
+dbt-package: $(TEST_STAMP)
+	$(BIN)/python -m ogsync.analytics.generate
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/simulator.py

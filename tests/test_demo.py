@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 
 import duckdb
+import pytest
 from rich.console import Console
 
 from ogsync.demo import run_demo
 
 
-def test_the_demo_syncs_changes_and_soft_deletes_what_the_webhooks_announce(tmp_path):
+@pytest.mark.slow  # two syncs and a dbt build
+def test_the_demo_syncs_changes_soft_deletes_and_shows_mrr_and_churn(tmp_path):
     out = io.StringIO()
     path = tmp_path / "demo.duckdb"
     run_demo(1500, path, Console(file=out, width=120))
@@ -25,5 +27,17 @@ def test_the_demo_syncs_changes_and_soft_deletes_what_the_webhooks_announce(tmp_
         (runs,) = conn.execute(
             "SELECT count(DISTINCT run_id) FROM ordergroove._ogsync_runs WHERE status = 'success'"
         ).fetchone()
+        months = conn.execute(
+            "SELECT strftime(month_start, '%Y-%m'), sum(mrr) "
+            "FROM ordergroove_analytics.ordergroove__monthly_recurring_revenue "
+            "GROUP BY 1 ORDER BY 1 DESC LIMIT 12"
+        ).fetchall()
     assert deleted > 0
     assert runs == 2
+    # The summary: the last twelve months of the MRR mart, each with its bar, the largest full.
+    assert "Monthly recurring revenue and churn" in text, text[-3000:]
+    assert len(months) == 12
+    for month, mrr in months:
+        assert month in text and f"{mrr:,.0f}" in text
+    assert "█" * 24 in text
+    assert (tmp_path / "demo-dbt" / "dbt_project.yml").is_file()

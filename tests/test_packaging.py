@@ -80,6 +80,7 @@ def test_the_wheel_installs_and_runs_in_a_clean_environment(tmp_path):
     assert "ogsync/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith("tests/") for n in names)
+    assert "ogsync/dbt_package/dbt_project.yml" in names  # where `ogsync dbt init` finds it
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -108,11 +109,17 @@ def test_the_wheel_installs_and_runs_in_a_clean_environment(tmp_path):
     demo = installed("demo", "--records", "300")
     assert demo.returncode == 0, demo.stderr
     assert "orders_current" in demo.stdout
+    assert "pip install 'ogsync[dbt]'" in demo.stdout  # the analytics need the dbt extra
 
     # No extras: the PostgreSQL driver and Airflow are absent, and saying so is one line.
     postgres = installed("status", "--destination", "postgresql://u:pw@db.invalid/wh")
     assert postgres.returncode == 2
     assert "pip install 'ogsync[postgres]'" in one_line_error(postgres)
+    snowflake = installed(
+        "dbt", "init", "analytics", "--destination", "snowflake://u@acct/DB?warehouse=W"
+    )
+    assert snowflake.returncode == 2
+    assert "pip install 'ogsync[snowflake]'" in one_line_error(snowflake)
     airflow = subprocess.run(
         [venv / "bin" / "python", "-c", "import ogsync.airflow"],
         cwd=home,

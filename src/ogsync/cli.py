@@ -758,12 +758,62 @@ def init(
     )
 
 
+dbt_app = typer.Typer(
+    no_args_is_help=True,
+    help="ogsync's dbt package: analytics models (MRR, churn, retention) on the warehouse.",
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(dbt_app, name="dbt", rich_help_panel=START)
+
+
+@dbt_app.command("init")
+def dbt_init(
+    directory: Path = typer.Argument(..., help="Folder for the dbt project (made if missing)."),
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    config: ConfigOpt = None,
+    merchant: MerchantOpt = None,
+    force: bool = typer.Option(False, "--force", help="Overwrite the project's files."),
+) -> None:
+    """Write a dbt project using ogsync's dbt package, its profile pointing at the warehouse
+    (secrets read from the environment, never written)."""
+    from rich.markup import escape
+
+    from ogsync.analytics.scaffold import init_project
+    from ogsync.extras import install_hint
+    from ogsync.shell import runnable
+
+    chosen = _merchants(merchant, config, destination=destination, schema=schema, secrets=False)
+    if len(chosen) > 1:
+        names = ", ".join(m.label for m in chosen)
+        raise fail(f"ogsync dbt init writes one merchant's project: choose --merchant ({names})")
+    try:
+        made = init_project(directory, chosen[0].settings, force=force)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    # Commands to copy: never wrapped, and [dbt] is the extra's name, not markup.
+    out = Console(highlight=False, soft_wrap=True, markup=False)
+    for warning in made.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    out.print(f"Wrote a dbt project in {directory} (profile and packages.yml).")
+    if made.adapter in ("dbt-duckdb", "dbt-postgres"):
+        install = f"{install_hint('dbt')} installs dbt with it"
+    else:
+        install = f"pip install '{made.adapter}>=1.11,<1.12'"
+    out.print(f"It needs dbt with the {made.adapter} adapter ({install}). Then:")
+    for name, why in made.environment.items():
+        out.print(f"    export {name}=...    # {why}")
+    dbt = runnable("dbt")
+    out.print(f"    cd {directory} && {dbt} deps && {dbt} build")
+
+
 @app.command(rich_help_panel=TRY)
 def demo(
     records: int = typer.Option(5_000, min=10, help="Size of the simulated merchant."),
     path: Path = typer.Option(Path("ogsync-demo.duckdb"), help="The DuckDB file to fill."),
 ) -> None:
-    """Sync a simulated merchant into DuckDB, change it, and sync again."""
+    """Sync a simulated merchant into DuckDB, change it, sync again; then build ogsync's dbt
+    package on it and show MRR and churn by month (when dbt is installed)."""
     from ogsync.demo import run_demo
 
     configure_logging("text")

@@ -1,8 +1,9 @@
-"""`ogsync demo`: a simulated merchant synced into DuckDB, changed, and synced again.
+"""`ogsync demo`: a simulated merchant synced into DuckDB, changed, and synced again; then,
+when dbt is installed, ogsync's dbt package built on it and a monthly MRR and churn summary.
 
 Everything runs in this process: the simulator, the webhook receiver with its inbox (in a
 temporary folder), and the syncs, so the deletions the changes cause arrive as signed
-webhooks and end as soft deletes, as they would in production.
+webhooks and end as soft deletes, as they would in production. dbt runs as its own process.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from pathlib import Path
 import duckdb
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from ogsync.analytics import build
+from ogsync.analytics.scaffold import init_project
 from ogsync.config import Settings
 from ogsync.destinations.duckdb import file_url
 from ogsync.endpoints import ENDPOINTS
@@ -115,6 +119,61 @@ def run_demo(records: int, path: Path, console: Console) -> None:
             markup=False,
             highlight=False,
         )
+    analytics(path, settings, console)
+
+
+def analytics(path: Path, settings: Settings, console: Console) -> bool:
+    """Build the dbt package on the demo warehouse (a project beside it) and print a monthly
+    MRR and churn summary; without dbt, say how to install it. True when it was built."""
+    if not build.dbt_available("duckdb"):
+        console.print(
+            "\n4. Analytics: ogsync's dbt package builds MRR, churn and retention models on "
+            f"this warehouse. dbt is not installed: {build.INSTALL_HINT}, then run the demo "
+            "again.",
+            markup=False,  # [dbt] is the extra's name, not markup
+        )
+        return False
+    project = path.with_name(f"{path.stem}-dbt")
+    init_project(project, settings, force=True)
+    console.print(f"\n4. Building ogsync's dbt package on the warehouse (project {project})...")
+    result = build.build_package(project)
+    if result.returncode != 0:
+        tail = "\n".join(result.stdout.strip().splitlines()[-15:])
+        console.print(f"[red]dbt failed[/] (exit {result.returncode}):\n{escape(tail)}")
+        return False
+    console.print(_summary_table(build.monthly_summary(path, settings.schema)))
+    dbt = runnable("dbt")
+    console.print(
+        f"Explore it: cd {project} && {dbt} docs generate && {dbt} docs serve "
+        f"(the marts are in {settings.schema}_analytics)",
+        markup=False,
+        highlight=False,
+    )
+    return True
+
+
+def _summary_table(months: list[build.MonthSummary]) -> Table:
+    table = Table(title="Monthly recurring revenue and churn (month-end, from the dbt marts)")
+    # gained: new and reactivated MRR; lost: churned and contraction (definitions in the docs)
+    for column in ("month", "active", "MRR", "", "gained", "lost", "cancelled"):
+        table.add_column(column, justify="left" if column in ("month", "") else "right")
+    largest = max((m.mrr for m in months), default=0.0)
+    for m in months:
+        table.add_row(
+            m.month.strftime("%Y-%m"),
+            f"{m.active_subscriptions:,}",
+            f"{m.mrr:,.0f}",
+            build.bar(m.mrr, largest),
+            _signed("+", m.new_mrr),
+            _signed("-", m.churned_mrr),
+            f"{m.cancellations:,}",
+        )
+    return table
+
+
+def _signed(sign: str, amount: float) -> str:
+    shown = f"{amount:,.0f}"
+    return shown if shown == "0" else f"{sign}{shown}"
 
 
 def _result_table(title: str, result: SyncResult) -> Table:

@@ -8,8 +8,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from ogsync import dictionary
 from ogsync.destinations import kind_of
 from ogsync.dictionary import CODES, CODES_TABLE
@@ -27,23 +25,24 @@ RULES = Governance(
 START = datetime(2025, 6, 2, 15, 0, tzinfo=UTC)
 
 
-def keeps_comments(wh: Any) -> bool:
-    """Whether ogsync writes comments in this kind of warehouse (`Dialect.comments`)."""
-    keeps = bool(wh.open_dest().dialect.comments)
-    wh.close_writers()
-    return keeps
-
-
 def comments(wh: Any) -> dict[tuple[str, str | None], str]:
-    """Every comment of the schema, by (relation, column or None)."""
-    if not keeps_comments(wh):
-        return {}
+    """Every comment of the schema, by (relation, column or None), read as an analyst would
+    (names in lower case: Snowflake answers in upper case)."""
     if wh.backend == "duckdb":
         where = "WHERE schema_name = ?"
         rows = wh.rows(
             f"SELECT table_name AS r, NULL AS c, comment AS t FROM duckdb_tables() {where} "
             f"UNION ALL SELECT view_name, NULL, comment FROM duckdb_views() {where} "
             f"UNION ALL SELECT table_name, column_name, comment FROM duckdb_columns() {where}",
+            [wh.schema] * 3,
+        )
+    elif wh.backend == "snowflake":
+        where = "WHERE upper(table_schema) = upper(?)"
+        rows = wh.rows(
+            f"SELECT table_name AS r, NULL AS c, comment AS t FROM information_schema.tables "
+            f"{where} UNION ALL SELECT table_name, NULL, comment FROM information_schema.views "
+            f"{where} UNION ALL SELECT table_name, column_name, comment "
+            f"FROM information_schema.columns {where}",
             [wh.schema] * 3,
         )
     else:
@@ -54,7 +53,7 @@ def comments(wh: Any) -> dict[tuple[str, str | None], str]:
             "WHERE d.classoid = 'pg_class'::regclass AND n.nspname = ?",
             [wh.schema],
         )
-    return {(r["r"], r["c"]): r["t"] for r in rows if r["t"]}
+    return {(r["r"].lower(), r["c"] and r["c"].lower()): r["t"] for r in rows if r["t"]}
 
 
 def columns(wh: Any) -> dict[str, list[str]]:
@@ -80,13 +79,12 @@ def test_every_table_and_column_of_a_synced_warehouse_is_described_and_commented
     written = {d.name for d in dictionary.tables(RULES, also=[t for t in own if t in relations])}
     assert set(relations) == written  # the dictionary lists exactly what a sync writes
     assert wh.count("events") and wh.count("_ogsync_deletions")
-    keeps = keeps_comments(wh)
     stored = comments(wh)
     in_warehouse = columns(wh)
     for name in relations:
         doc = dictionary.table(name, RULES)
         assert doc.description, name
-        assert not keeps or stored.get((name, None)) == doc.description, name
+        assert stored.get((name, None)) == doc.description, name
         described = {c.name: c for c in doc.columns}
         assert set(in_warehouse[name]) == set(described), name
         for column in in_warehouse[name]:
@@ -95,14 +93,13 @@ def test_every_table_and_column_of_a_synced_warehouse_is_described_and_commented
             if name.endswith("_live"):  # the deprecated alias: its note names the view to use
                 assert (name, column) not in stored
                 continue
-            assert not keeps or stored.get((name, column)) == text, f"{name}.{column}"
+            assert stored.get((name, column)) == text, f"{name}.{column}"
     # The field rules show: a left-out field is in no table, a hashed one says so.
     assert "phone_number" not in in_warehouse["customers"]
     email = {c.name: c for c in dictionary.table("customers", RULES).columns}["email"]
     assert "HMAC-SHA-256" in email.description and email.type == "text"
-    if keeps:
-        status = stored[("orders", "status")]
-        assert "1 = unsent" in status and "5 = success" in status
+    status = stored[("orders", "status")]
+    assert "1 = unsent" in status and "5 = success" in status
     # The README's decoding join: every status the simulator serves is a documented code.
     decoded = wh.rows(
         "SELECT o.public_id, o.status, c.label AS status_label FROM {s}.orders AS o "
@@ -114,11 +111,11 @@ def test_every_table_and_column_of_a_synced_warehouse_is_described_and_commented
 
 
 def test_a_second_prepare_changes_no_comment(wh):
-    if not keeps_comments(wh):
-        pytest.skip(f"ogsync writes no comments in {wh.backend}")
     endpoints = RULES.endpoints(ENDPOINTS)
     wh.open_dest().prepare(endpoints)
     before = comments(wh)
+    assert before[("orders", None)] == dictionary.table("orders", RULES).description
+    assert before[("orders_current", "status")] == before[("orders", "status")]
     dest = wh.open_dest()
     dest.prepare(endpoints)
     from ogsync.destinations import sql_dictionary
@@ -184,5 +181,5 @@ def test_fields_added_to_the_endpoint_table_reach_an_existing_warehouse(wh):
         described = {c.name: c.description for c in dictionary.table(table).columns}
         for name in new:
             assert subs.field_named(name).description in described[name]
-            if stored and not table.endswith("_live"):
+            if not table.endswith("_live"):
                 assert stored[(table, name)] == described[name], (table, name)

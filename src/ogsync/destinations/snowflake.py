@@ -74,7 +74,8 @@ from ogsync.destinations.snowflake_connect import (
 )
 from ogsync.destinations.snowflake_lease import LEASES_TABLE, Lease, Run
 from ogsync.destinations.sql import Dialect, SqlDestination
-from ogsync.endpoints import Endpoint, FieldType
+from ogsync.dictionary import BOOKKEEPING, TableDoc
+from ogsync.endpoints import ENDPOINTS, Endpoint, FieldType
 from ogsync.governance import Governance
 from ogsync.plan import EndpointState
 from ogsync.vocabulary import DeletionReason
@@ -83,6 +84,7 @@ __all__ = ["SnowflakeDestination", "check_access", "masked", "open_warehouse"]
 
 log = logging.getLogger("ogsync.snowflake")
 DELETABLE_NAMES = frozenset(ep.name for ep in DELETABLE)
+BOOKKEEPING_DOCS = {doc.name: doc for doc in BOOKKEEPING}
 T = TypeVar("T")
 
 SNOWFLAKE = Dialect(
@@ -98,6 +100,7 @@ SNOWFLAKE = Dialect(
     },
     json="VARIANT",
     hash_template="md5(to_json({}))",  # of a stored VARIANT (snowflake_history.version_hash)
+    comments=True,
 )
 JSON_TYPES = (FieldType.JSON, FieldType.JSON_TEXT)
 RECONNECTS = 3
@@ -413,7 +416,11 @@ class SnowflakeDestination(SqlDestination):
              f"object_type VARCHAR, object_id VARCHAR, payload {json}, stored_at TIMESTAMP_TZ"),
         ):  # fmt: skip
             if name not in columns:
-                self._run(f"CREATE TABLE IF NOT EXISTS {s}.{name} ({definition})")
+                doc = BOOKKEEPING_DOCS[name]
+                self._run(
+                    f"CREATE TABLE IF NOT EXISTS {s}.{name} ({_described(definition, doc)}) "
+                    f"COMMENT = {history.comment_literal(doc.description)}"
+                )
         sql_rules.create_rules_table(self)
         sql_dictionary.create_codes(self)  # the documented codes, as every warehouse has them
         history.record_rules(self, endpoints)
@@ -425,6 +432,8 @@ class SnowflakeDestination(SqlDestination):
                         "%s: history begins now, with its %d current rows; earlier versions "
                         "were never seen", ep.name, seeded,
                     )  # fmt: skip
+        # Outside any transaction: each comment is DDL, its own transaction on Snowflake.
+        sql_dictionary.comment(self, endpoints)
 
     def _known_columns(self) -> dict[str, set[str]]:
         """Table (and view) -> its columns, all in lower case, from one query."""
@@ -447,41 +456,98 @@ class SnowflakeDestination(SqlDestination):
             history.create_history(self, ep, self._known_columns())
 
     def rewrite(self, governance: Governance) -> list[str]:
-        return self._reconnecting(lambda: history.rewrite(self, governance))
+        done = self._reconnecting(lambda: history.rewrite(self, governance))
+        if done:  # columns and views were made again, without their comments
+            self._reconnecting(
+                lambda: sql_dictionary.comment(self, governance.endpoints(ENDPOINTS))
+            )
+        return done
+
+    # -- the data dictionary's comments ----------------------------------------------------
+
+    def commentable(self) -> tuple[dict[str, str], dict[str, set[str]]]:
+        """Names in lower case, as the dictionary has them (Snowflake keeps them in upper
+        case). Snowflake lists views among the tables; the emulator only among the views."""
+        where = "WHERE upper(table_schema) = upper(?)"
+        relations = {
+            str(name).lower(): "VIEW" if kind == "VIEW" else "TABLE"
+            for name, kind in self.execute(
+                f"SELECT table_name, table_type FROM information_schema.tables {where}",
+                [self.schema],
+            )
+        }
+        for (name,) in self.execute(
+            f"SELECT table_name FROM information_schema.views {where}", [self.schema]
+        ):
+            relations[str(name).lower()] = "VIEW"
+        return relations, self._known_columns()
+
+    def stored_comments(self) -> dict[tuple[str, str | None], str]:
+        where = "WHERE upper(table_schema) = upper(?)"
+        rows = self.execute(
+            f"SELECT table_name, NULL, comment FROM information_schema.tables {where} "
+            f"UNION ALL SELECT table_name, NULL, comment FROM information_schema.views {where} "
+            f"UNION ALL SELECT table_name, column_name, comment FROM information_schema.columns "
+            f"{where}",
+            [self.schema] * 3,
+        )
+        return sql_dictionary.comments_by_name(
+            [(str(r).lower(), None if c is None else str(c).lower(), t) for r, c, t in rows]
+        )
+
+    def comment_statement(self, kind: str, relation: str, column: str | None, text: str) -> str:
+        """A column's comment by ALTER TABLE|VIEW ... ALTER COLUMN ... COMMENT: Snowflake
+        documents COMMENT ON COLUMN for table columns; this form serves a view's as well."""
+        name = f"{self.s}.{quote(relation)}"
+        literal = history.comment_literal(text)
+        if column is None:
+            return f"COMMENT ON {kind} {name} IS {literal}"
+        return f"ALTER {kind} {name} ALTER COLUMN {quote(column)} COMMENT {literal}"
 
     def _make_table(self, ep: Endpoint, known: Mapping[str, set[str]]) -> None:
         """The endpoint's table, columns added since, and its views of the rows not
         soft-deleted, `<table>_current` and its deprecated alias `<table>_live` (remade
-        whenever the table changes; COPY GRANTS keeps what analysts were granted on them)."""
+        whenever the table changes; COPY GRANTS keeps what analysts were granted on them).
+        Each is made with the data dictionary's comments."""
         sql = self.table_sql(ep)
         wanted = self._columns(ep)
-        views = [ep.name + suffix for suffix in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX)]
-        changed = any(view not in known for view in views)
+        docs = sql_dictionary.endpoint_docs(ep)
+        texts = sql_dictionary.column_texts(docs[ep.name])
+        current, alias = (ep.name + s for s in (CURRENT_VIEW_SUFFIX, DEPRECATED_VIEW_SUFFIX))
+        changed = current not in known or alias not in known
         if ep.name not in known:
-            columns = ", ".join(f"{quote(name)} {kind}" for name, kind in wanted)
+            columns = ", ".join(history.described(name, kind, texts) for name, kind in wanted)
             self._run(
                 f"CREATE TABLE IF NOT EXISTS {sql.table} ({columns}, "
-                f"PRIMARY KEY ({quote(sql.key)}))"
+                f"PRIMARY KEY ({quote(sql.key)})) "
+                f"COMMENT = {history.comment_literal(docs[ep.name].description)}"
             )
             changed = True
         else:
             for name, kind in wanted:  # fields added to the table since it was made
                 if name.lower() not in known[ep.name]:
                     self._run(
-                        f"ALTER TABLE {sql.table} ADD COLUMN IF NOT EXISTS {quote(name)} {kind}"
+                        f"ALTER TABLE {sql.table} ADD COLUMN IF NOT EXISTS "
+                        f"{history.described(name, kind, texts)}"
                     )
                     changed = True
         if not changed:
             return
-        for view in views:
+        # The view's column list, in the table's order (SELECT *), carries their comments.
+        view_texts = sql_dictionary.column_texts(docs[current])
+        order = self.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE upper(table_schema) = upper(?) AND upper(table_name) = upper(?) "
+            "ORDER BY ordinal_position",
+            [self.schema, ep.name],
+        )
+        listed = ", ".join(_view_column(str(column).lower(), view_texts) for (column,) in order)
+        for view, columns in ((current, f" ({listed})"), (alias, "")):
             self._run(
-                f"CREATE OR REPLACE VIEW {self.s}.{quote(view)} COPY GRANTS AS "
+                f"CREATE OR REPLACE VIEW {self.s}.{quote(view)}{columns} COPY GRANTS "
+                f"COMMENT = {history.comment_literal(docs[view].description)} AS "
                 f"SELECT * FROM {self.view_source(ep)} WHERE _deleted_at IS NULL"
             )
-        self._run(
-            f"COMMENT ON VIEW {self.s}.{quote(ep.name + DEPRECATED_VIEW_SUFFIX)} IS "
-            f"'Deprecated: use {ep.name}{CURRENT_VIEW_SUFFIX}. Removed in ogsync 0.2.'"
-        )
 
     # -- writing -------------------------------------------------------------------------
 
@@ -803,6 +869,25 @@ class SnowflakeDestination(SqlDestination):
 
     def status_facts(self, endpoints: Iterable[Endpoint]) -> StatusFacts:
         return self._reconnecting(lambda: SqlDestination.status_facts(self, endpoints))
+
+
+def _described(definition: str, doc: TableDoc) -> str:
+    """A CREATE TABLE's column list (`name TYPE [constraint]`, one-word types) with each
+    column's description where Snowflake's grammar puts it, after the type; a key clause,
+    whose parentheses hold commas, is left as it is."""
+    texts = sql_dictionary.column_texts(doc)
+    out = []
+    for part in re.split(r",\s*(?![^()]*\))", definition):
+        name, kind, *rest = part.split(" ", 2)
+        if name in texts:
+            part = " ".join([name, kind, f"COMMENT {history.comment_literal(texts[name])}", *rest])
+        out.append(part)
+    return ", ".join(out)
+
+
+def _view_column(name: str, texts: Mapping[str, str]) -> str:
+    text = texts.get(name)
+    return quote(name) + (f" COMMENT {history.comment_literal(text)}" if text else "")
 
 
 def _run_on(conn: Any, sql: str, params: Sequence[Any]) -> tuple[list[tuple], int]:

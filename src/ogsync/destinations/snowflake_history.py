@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ogsync.destinations import sql_dictionary
 from ogsync.destinations.base import (
     CURRENT_VIEW_SUFFIX,
     DELETIONS_TABLE,
@@ -69,6 +70,19 @@ def version_hash(value: str, staged: bool) -> str:
     return f"md5(to_json({variant}))"
 
 
+def comment_literal(text: str) -> str:
+    """A description as a Snowflake string literal (where a backslash escapes the next
+    character)."""
+    return sql_dictionary.literal(text.replace("\\", "\\\\"))
+
+
+def described(name: str, kind: str, texts: Mapping[str, str]) -> str:
+    """A column's definition with its description: a new table's comments go in with it,
+    one statement, where commenting after would take one round trip per column."""
+    text = texts.get(name)
+    return f"{quote(name)} {kind}" + (f" COMMENT {comment_literal(text)}" if text else "")
+
+
 def create_history(dest: SnowflakeDestination, ep: Endpoint, known: Mapping[str, set[str]]) -> bool:
     """The history table, or the columns added to the endpoint since (`known`: each table's
     columns, in lower case); True when it is new. Only what is missing is sent: each DDL
@@ -77,15 +91,20 @@ def create_history(dest: SnowflakeDestination, ep: Endpoint, known: Mapping[str,
     fields = [(f.column, dest.dialect.column_type(f.type)) for f in ep.fields]
     columns = [*fields, ("_raw", dest.dialect.json), *HISTORY_COLUMNS]
     name = f"{ep.name}_history"
+    doc = sql_dictionary.endpoint_docs(ep)[name]
+    texts = sql_dictionary.column_texts(doc)
     if name not in known:
         dest.execute(
             f"CREATE TABLE IF NOT EXISTS {table} "
-            f"({', '.join(f'{quote(n)} {k}' for n, k in columns)})"
+            f"({', '.join(described(n, k, texts) for n, k in columns)}) "
+            f"COMMENT = {comment_literal(doc.description)}"
         )
         return True
     for column, kind in columns:
         if column.lower() not in known[name]:
-            dest.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(column)} {kind}")
+            dest.execute(
+                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {described(column, kind, texts)}"
+            )
     return False
 
 

@@ -252,9 +252,32 @@ class SqlDestination(ABC):
         warehouse can't tell, and every comment is written again."""
         return None
 
-    def comment_statement(self, kind: str, name: str, text: str) -> str:
-        """Set the comment of a TABLE, VIEW or COLUMN (`name` as statements name it)."""
-        return f"COMMENT ON {kind} {name} IS {sql_dictionary.literal(text)}"
+    def commentable(self) -> tuple[dict[str, str], dict[str, set[str]]]:
+        """The schema's relations (name -> TABLE or VIEW) and each one's columns, as the data
+        dictionary names them."""
+        relations = {
+            str(name): "VIEW" if kind == "VIEW" else "TABLE"
+            for name, kind in self.execute(
+                "SELECT table_name, table_type FROM information_schema.tables "
+                f"WHERE table_schema = ? {self.in_catalog}",
+                [self.schema],
+            )
+        }
+        columns: dict[str, set[str]] = {}
+        for name, column in self.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            f"WHERE table_schema = ? {self.in_catalog}",
+            [self.schema],
+        ):
+            columns.setdefault(str(name), set()).add(str(column))
+        return relations, columns
+
+    def comment_statement(self, kind: str, relation: str, column: str | None, text: str) -> str:
+        """Set the comment of a TABLE or VIEW (`kind`), or of one of its columns."""
+        name = f"{self.s}.{quote(relation)}"
+        if column is None:
+            return f"COMMENT ON {kind} {name} IS {sql_dictionary.literal(text)}"
+        return f"COMMENT ON COLUMN {name}.{quote(column)} IS {sql_dictionary.literal(text)}"
 
     def load_states(self) -> Mapping[str, EndpointState]:
         rows = self.execute(

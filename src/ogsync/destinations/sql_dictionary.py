@@ -12,8 +12,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ogsync.destinations.base import DEPRECATED_VIEW_SUFFIX, quote
-from ogsync.dictionary import CODES, CODES_TABLE, WAREHOUSE_TABLES, warehouse_tables
+from ogsync.destinations.base import DEPRECATED_VIEW_SUFFIX
+from ogsync.dictionary import (
+    CODES,
+    CODES_TABLE,
+    WAREHOUSE_TABLES,
+    TableDoc,
+    endpoint_tables,
+    warehouse_tables,
+)
 from ogsync.endpoints import Endpoint
 
 if TYPE_CHECKING:
@@ -46,45 +53,40 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def endpoint_docs(ep: Endpoint) -> dict[str, TableDoc]:
+    """The endpoint's table, views and history table, as the dictionary describes them, by
+    name (the history table's too when the endpoint keeps none now: it stays)."""
+    return {doc.name: doc for doc in endpoint_tables(replace(ep, history=True))}
+
+
+def column_texts(doc: TableDoc) -> dict[str, str]:
+    return {c.name: c.description for c in doc.columns}
+
+
 def comment(dest: SqlDestination, endpoints: Iterable[Endpoint]) -> int:
     """Comment every table, view and column of the schema the dictionary describes, where
     the stored comment differs; returns how many comments were written."""
     if not dest.dialect.comments:
         return 0
-    relations = dict(
-        dest.execute(
-            "SELECT table_name, table_type FROM information_schema.tables "
-            f"WHERE table_schema = ? {dest.in_catalog}",
-            [dest.schema],
-        )
-    )
-    columns: dict[str, set[str]] = {}
-    for name, column in dest.execute(
-        "SELECT table_name, column_name FROM information_schema.columns "
-        f"WHERE table_schema = ? {dest.in_catalog}",
-        [dest.schema],
-    ):
-        columns.setdefault(name, set()).add(column)
+    relations, columns = dest.commentable()
     # A history table stays when its setting is turned off: describe it all the same.
     kept = [replace(ep, history=True) for ep in endpoints]
     wanted: list[tuple[str, str, str | None, str]] = []  # kind, relation, column, text
     for doc in warehouse_tables(kept, also=WAREHOUSE_TABLES):
         if doc.name not in relations:
             continue
-        kind = "VIEW" if relations[doc.name] == "VIEW" else "TABLE"
+        kind = relations[doc.name]
         wanted.append((kind, doc.name, None, doc.description))
         if doc.name.endswith(DEPRECATED_VIEW_SUFFIX):
             continue  # its note says which view to use instead, whose columns are described
         wanted += [
-            ("COLUMN", doc.name, c.name, c.description)
+            (kind, doc.name, c.name, c.description)
             for c in doc.columns
             if c.name in columns.get(doc.name, ())
         ]
     stored = dest.stored_comments()
     statements = [
-        dest.comment_statement(
-            kind, f"{dest.s}.{quote(relation)}" + (f".{quote(column)}" if column else ""), text
-        )
+        dest.comment_statement(kind, relation, column, text)
         for kind, relation, column, text in wanted
         if stored is None or stored.get((relation, column)) != text
     ]

@@ -128,6 +128,149 @@ def _with_nulls(original: Any) -> Any:
     return timestamp_to_sf_struct
 
 
+def _keep_comments() -> None:
+    """fakesnow 0.12.1 takes Snowflake's comment statements but loses some of what they say;
+    this makes it keep and show them as Snowflake does (`information_schema`'s COMMENT):
+    - a column's comment, by `ALTER TABLE|VIEW t ALTER COLUMN c COMMENT '...'` or in a
+      CREATE TABLE, CREATE VIEW's column list or ADD COLUMN, is accepted and dropped: it is
+      stored here as DuckDB's column comment, which the emulator's `columns` view shows;
+    - a table or view comment holding a quote breaks its own bookkeeping statement, one
+      replaced by a CREATE OR REPLACE with other properties (COPY GRANTS) becomes the text
+      'None', and a view's comment is stored but never shown (its `views` view says NULL);
+    - `COMMENT ON COLUMN` is run, then its result described with a statement DuckDB
+      cannot parse: it is described as the status row Snowflake answers with.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    cursor = importlib.import_module("fakesnow.cursor")
+    info_schema = importlib.import_module("fakesnow.info_schema")
+    transforms = importlib.import_module("fakesnow.transforms")
+    fake = cursor.FakeSnowflakeCursor
+
+    dropped_column_comments = transforms.extract_comment_on_columns
+
+    def extract_comment_on_columns(expression: Any) -> Any:
+        # Called for every node of a statement: only its root names the table.
+        if not isinstance(expression, exp.Alter | exp.Create):
+            return dropped_column_comments(expression)
+        table = expression.find(exp.Table)
+        inline = [
+            (column.name, comment.this.this)
+            for column in expression.find_all(exp.ColumnDef)
+            for constraint in column.args.get("constraints") or ()
+            if isinstance(comment := constraint.args.get("kind"), exp.CommentColumnConstraint)
+            and isinstance(comment.this, exp.Literal)
+        ]
+        out = dropped_column_comments(expression)
+        comments = [*(out.args.get("col_comments") or ()), *inline]
+        if table is not None and comments:
+            out.args["col_comments"] = comments
+            out.args["ogsync_comment_table"] = table
+        return out
+
+    transforms.extract_comment_on_columns = extract_comment_on_columns
+
+    run = fake._execute
+
+    def _execute(self: Any, transformed: Any, params: Any = None) -> None:
+        run(self, transformed, params)
+        table = transformed.args.get("ogsync_comment_table")
+        if table is None:
+            return
+        for column, text in transformed.args.get("col_comments") or ():
+            name = ".".join(
+                exp.to_identifier(part, quoted=True).sql("duckdb")
+                for part in (
+                    table.catalog or self._conn.database,
+                    table.db or self._conn.schema,
+                    table.name,
+                    column,
+                )
+            )
+            literal = exp.Literal.string(text).sql("duckdb")
+            self._duck_conn.execute(f"COMMENT ON COLUMN {name} IS {literal}")
+
+    fake._execute = _execute
+
+    def insert_table_comment_sql(catalog: str, schema: str, table: str, comment: Any) -> str:
+        # (fakesnow's own writes the text unquoted, and None, from a CREATE with other
+        # properties but no comment, as the text 'None': Snowflake's CREATE OR REPLACE leaves
+        # no comment. Names are kept in upper case and matched so: the emulator keeps a
+        # quoted "t" and an unquoted t apart, where Snowflake's sessions (as ogsync sets
+        # them) name one table.)
+        values = ", ".join(
+            "NULL" if v is None else exp.Literal.string(v).sql("duckdb")
+            for v in (catalog.upper(), schema.upper(), table.upper(), comment)
+        )
+        return (
+            "INSERT INTO _fs_global._fs_information_schema._fs_tables_ext "
+            f"VALUES ({values}) ON CONFLICT (ext_table_catalog, ext_table_schema, "
+            "ext_table_name) DO UPDATE SET comment = excluded.comment"
+        )
+
+    info_schema.insert_table_comment_sql = insert_table_comment_sql
+    replacements = {
+        "SQL_CREATE_INFORMATION_SCHEMA_TABLES_VIEW": (
+            "    tables.database_name = _fs_tables_ext.ext_table_catalog AND\n"
+            "    tables.schema_name = _fs_tables_ext.ext_table_schema AND\n"
+            "    tables.table_name = _fs_tables_ext.ext_table_name\n",
+            "    upper(tables.database_name) = _fs_tables_ext.ext_table_catalog AND\n"
+            "    upper(tables.schema_name) = _fs_tables_ext.ext_table_schema AND\n"
+            "    upper(tables.table_name) = _fs_tables_ext.ext_table_name\n",
+        ),
+        "SQL_CREATE_INFORMATION_SCHEMA_VIEWS_VIEW": (
+            "    null::VARCHAR as COMMENT\nfrom duckdb_views\n",
+            "    ext.comment as COMMENT\nfrom duckdb_views\n"
+            "left join _fs_global._fs_information_schema._fs_tables_ext as ext\n"
+            "  on ext.ext_table_catalog = upper(database_name)\n"
+            "  and ext.ext_table_schema = upper(schema_name)\n"
+            "  and ext.ext_table_name = upper(view_name)\n",
+        ),
+    }
+    for name, (before, after) in replacements.items():
+        template = getattr(info_schema, name)
+        if before not in template.template:
+            raise RuntimeError(f"fakesnow's {name} changed: see _keep_comments")
+        setattr(info_schema, name, type(template)(template.template.replace(before, after)))
+
+    describe = fake._describe_last_sql
+    status = sqlglot.parse_one("DESCRIBE SELECT 'Statement executed successfully.' AS status")
+
+    def _describe_last_sql(self: Any) -> list:
+        if isinstance(self._last_transformed, exp.Comment):
+            with self._conn.cursor() as other:
+                other._execute(status)
+                return other.fetchall()
+        return describe(self)
+
+    fake._describe_last_sql = _describe_last_sql
+
+
+def _describe_any_case() -> None:
+    """The emulator ignores QUOTED_IDENTIFIERS_IGNORE_CASE, so the tables ogsync names in
+    quoted lower case stay lower case, where Snowflake keeps them in upper case. A client
+    naming them unquoted (dbt: `describe table DB.og.orders`, read as OG.ORDERS) then finds
+    them in every statement but DESCRIBE, which compares names exactly: here it ignores
+    case, as the rest of the emulator does."""
+    transforms = importlib.import_module("fakesnow.transforms.transforms")
+    template = transforms.SQL_DESCRIBE_TABLE.template
+    exact = (
+        "WHERE table_catalog = '${catalog}' AND table_schema = '${schema}' "
+        "AND table_name = '${table}'"
+    )
+    if exact not in template:
+        raise RuntimeError("fakesnow's DESCRIBE TABLE changed: see _describe_any_case")
+    transforms.SQL_DESCRIBE_TABLE = type(transforms.SQL_DESCRIBE_TABLE)(
+        template.replace(
+            exact,
+            "WHERE upper(table_catalog) = upper('${catalog}') "
+            "AND upper(table_schema) = upper('${schema}') "
+            "AND upper(table_name) = upper('${table}')",
+        )
+    )
+
+
 def _app() -> Any:
     """fakesnow's server app, its NULL timestamps fixed, with the tests' controls."""
     from starlette.requests import Request
@@ -135,6 +278,8 @@ def _app() -> Any:
 
     arrow = importlib.import_module("fakesnow.arrow")
     arrow.timestamp_to_sf_struct = _with_nulls(arrow.timestamp_to_sf_struct)
+    _keep_comments()
+    _describe_any_case()
     server = importlib.import_module("fakesnow.server")
     for name in ("fakesnow", "fakesnow.server", "uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).setLevel(logging.WARNING)
