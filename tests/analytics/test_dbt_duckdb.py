@@ -27,8 +27,6 @@ from .dbt_checks import MEASURES, same_measures
 from .reference import Reference, differences
 
 BACKEND = "duckdb"
-# One worker builds the module's warehouse once (pytest-xdist, --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("dbt-duckdb")
 
 
 def test_dbt_docs_describe_every_column_as_the_dictionary_does(built: BuiltWarehouse) -> None:

@@ -3,16 +3,12 @@ password from the environment (the checks are in dbt_checks.py)."""
 
 from __future__ import annotations
 
-import pytest
-
 from ogsync.analytics.scaffold import POSTGRES_PASSWORD_ENV
 
 from .conftest import BuiltWarehouse
 from .dbt_checks import *  # noqa: F403 (the shared checks, run here against PostgreSQL)
 
 BACKEND = "postgres"
-# One worker builds the module's warehouse once (pytest-xdist, --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("dbt-postgres")
 
 
 def test_the_profile_holds_no_password(built: BuiltWarehouse) -> None:

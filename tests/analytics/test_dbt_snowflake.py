@@ -13,8 +13,7 @@ from .dbt_checks import *  # noqa: F403 (the shared checks, run here against Sno
 
 BACKEND = "snowflake"
 # A sync into the emulator and a dbt build there, every statement a round trip.
-# One worker builds the module's warehouse once (pytest-xdist, --dist loadgroup).
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dbt-snowflake")]
+pytestmark = pytest.mark.slow
 
 
 def test_the_profile_reaches_the_emulator_without_the_password(built: BuiltWarehouse) -> None:
