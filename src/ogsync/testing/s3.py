@@ -1,0 +1,130 @@
+"""A local S3 stand-in for tests: moto's S3 in a thread, on 127.0.0.1 only.
+
+    with s3_server() as s3:
+        bucket = s3.new_bucket()
+        os.environ.update(s3.env())  # boto3 and delta-rs read the endpoint and keys from it
+
+The server is moto's own WSGI application (`moto.server.ThreadedMotoServer` runs the same one)
+with one change: requests that write (anything but GET and HEAD) run one at a time. moto checks
+`If-None-Match` and `If-Match` and then stores the object as two steps, so two conditional puts
+arriving together could both succeed (seen: 2 rounds in 200 of eight racing puts), which real
+S3 never allows; the lakehouse lock depends on it. Reads still run in parallel.
+
+Every server shares moto's in-process state (as `ThreadedMotoServer` does): give each test its
+own bucket with `new_bucket()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import BaseWSGIServer, make_server
+
+__all__ = ["S3Server", "s3_server"]
+
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+# Methods that only read; every other request takes the write lock.
+READS = frozenset({"GET", "HEAD"})
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running local S3: where it is, and the (made up) keys any client may use."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str
+
+    def env(self) -> dict[str, str]:
+        """The environment variables boto3 and delta-rs read to reach this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_ALLOW_HTTP": "true",  # delta-rs refuses an http:// endpoint without it
+        }
+
+    def client(self) -> Any:
+        """A boto3 S3 client for this server (its own session: safe to use from any thread)."""
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+        )
+
+    def new_bucket(self) -> str:
+        """Create a bucket no other test uses, and return its name."""
+        name = f"ogsync-test-{uuid.uuid4().hex[:16]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+def _one_writer_at_a_time(app: WSGIApp) -> WSGIApp:
+    lock = threading.Lock()
+
+    def serialised(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET") in READS:
+            return app(environ, start_response)
+        with lock:
+            # The body is built inside the lock too: moto may compute it lazily.
+            result = app(environ, start_response)
+            try:
+                return list(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+
+    return serialised
+
+
+def _quiet_request_log() -> None:
+    # werkzeug logs every request at INFO to stderr unless someone configured its logger.
+    logger = logging.getLogger("werkzeug")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[S3Server]:
+    """Start a local S3 on 127.0.0.1 (a free port); stop it on exit."""
+    _quiet_request_log()
+    app = _one_writer_at_a_time(DomainDispatcherApplication(create_backend_app))
+    # Port 0: the OS picks a free port as it binds, so no other process can take it first.
+    server: BaseWSGIServer = make_server(
+        HOST, 0, app, threaded=True, request_handler=MotoRequestHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, name="ogsync-s3", daemon=True)
+    thread.start()
+    try:
+        yield S3Server(
+            endpoint_url=f"http://{HOST}:{server.server_port}",
+            access_key=f"OGSYNCTEST{secrets.token_hex(5).upper()}",
+            secret_key=secrets.token_urlsafe(30),
+            region=REGION,
+        )
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
