@@ -219,3 +219,12 @@ def pg_wh(postgres_server: Any, pg_schema: str) -> Iterator[Warehouse]:
     warehouse = Warehouse("postgres", postgres_server.url, pg_schema)
     yield warehouse
     warehouse.close_writers()
+
+
+@pytest.fixture(scope="session")
+def s3_stand_in() -> Iterator[Any]:
+    """A local S3 (moto, on 127.0.0.1) for the lakehouse tests; each test takes a bucket."""
+    from ogsync.testing.s3 import s3_server
+
+    with s3_server() as server:
+        yield server

@@ -110,6 +110,28 @@ KINDS: tuple[WarehouseKind, ...] = (
         extra="snowflake",
         own_tables=("_ogsync_leases",),  # its run guard (destinations/snowflake_lease.py)
     ),
+    # Open table formats, in a folder or an S3 prefix (destinations/lakehouse.py): one writer
+    # at a time, held by a lock file or, on S3, a conditional put (lakehouse_lock.py).
+    WarehouseKind(
+        "Delta Lake",
+        ("delta", "delta+s3"),
+        "delta:///ABSOLUTE/FOLDER",
+        "ogsync.destinations.delta",
+        single_writer=True,
+        on_local_disk=True,
+        extra="delta",
+        own_tables=("_ogsync_rules",),
+    ),
+    WarehouseKind(
+        "Iceberg",
+        ("iceberg", "iceberg+s3"),
+        "iceberg:///ABSOLUTE/FOLDER",
+        "ogsync.destinations.iceberg",
+        single_writer=True,
+        on_local_disk=True,
+        extra="iceberg",
+        own_tables=("_ogsync_rules",),
+    ),
 )
 DEFAULT_URL = "duckdb:///ogsync.duckdb"
 EXAMPLES = " or ".join(kind.example for kind in KINDS)

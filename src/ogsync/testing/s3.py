@@ -10,8 +10,8 @@ with one change: requests that write (anything but GET and HEAD) run one at a ti
 arriving together could both succeed (seen: 2 rounds in 200 of eight racing puts), which real
 S3 never allows; the lakehouse lock depends on it. Reads still run in parallel.
 
-Every server shares moto's in-process state (as `ThreadedMotoServer` does): give each test its
-own bucket with `new_bucket()`.
+The server runs in a child process (see `s3_server`); give each test its own bucket with
+`new_bucket()`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -106,9 +108,8 @@ def _quiet_request_log() -> None:
         logger.setLevel(logging.WARNING)
 
 
-@contextlib.contextmanager
-def s3_server() -> Iterator[S3Server]:
-    """Start a local S3 on 127.0.0.1 (a free port); stop it on exit."""
+def serve() -> None:
+    """Run the server in this process until stdin closes; print its port first."""
     _quiet_request_log()
     app = _one_writer_at_a_time(DomainDispatcherApplication(create_backend_app))
     # Port 0: the OS picks a free port as it binds, so no other process can take it first.
@@ -117,14 +118,39 @@ def s3_server() -> Iterator[S3Server]:
     )
     thread = threading.Thread(target=server.serve_forever, name="ogsync-s3", daemon=True)
     thread.start()
+    print(server.server_port, flush=True)
+    sys.stdin.read()  # the parent closes it on exit, or dies
+    server.shutdown()
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[S3Server]:
+    """Start a local S3 on 127.0.0.1 (a free port) in a child process; stop it on exit.
+
+    A process of its own, not a thread: delta-rs holds Python's lock while it waits for S3,
+    so a server thread in the same process would never answer it."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from ogsync.testing.s3 import serve; serve()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
+        assert child.stdout is not None
+        port = child.stdout.readline().strip()
+        if not port.isdigit():
+            raise RuntimeError(f"the local S3 server did not start (exit {child.poll()})")
         yield S3Server(
-            endpoint_url=f"http://{HOST}:{server.server_port}",
+            endpoint_url=f"http://{HOST}:{port}",
             access_key=f"OGSYNCTEST{secrets.token_hex(5).upper()}",
             secret_key=secrets.token_urlsafe(30),
             region=REGION,
         )
     finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
+        if child.stdin is not None:
+            child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
