@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, field, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import pyarrow as pa
@@ -167,6 +167,22 @@ class StatusFacts:
     rows: Mapping[str, tuple[int, int]]  # endpoint -> (live rows, soft-deleted rows)
 
 
+@dataclass(frozen=True)
+class TableUpkeep:
+    """What `maintain` did to one table."""
+
+    table: str
+    files_before: int
+    files_after: int
+    removed: int  # files no longer read, deleted
+
+    def line(self) -> str:
+        return (
+            f"{self.table}: {self.files_before} -> {self.files_after} files, "
+            f"{self.removed} unreferenced files removed"
+        )
+
+
 class WarehouseReader(Protocol):
     """What may be read without holding the warehouse (`ogsync status`, Airflow's planning)."""
 
@@ -224,6 +240,12 @@ class Destination(WarehouseReader, Protocol):
     def idle(self) -> None:
         """Nothing waits to be written: a moment for housekeeping that would otherwise wait
         for the end of the run."""
+        ...
+
+    def maintain(self, retention: timedelta) -> list[TableUpkeep]:
+        """Tidy the warehouse's files: compact each table's small files and delete those no
+        commit younger than `retention` reads. A database that keeps its own files (DuckDB,
+        PostgreSQL, Snowflake) has nothing to do and returns nothing."""
         ...
 
     def rewrite(self, governance: Governance) -> list[str]:

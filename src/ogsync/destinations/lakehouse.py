@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,6 +45,7 @@ from ogsync.destinations.base import (
     RunRow,
     StatusFacts,
     TableSql,
+    TableUpkeep,
     WebhookEvent,
     WriteResult,
     quote,
@@ -71,22 +71,6 @@ COMPACT_AFTER_FILES = 100
 # Files no commit of the last week reads are deleted by `ogsync maintain`: a reader that
 # began before a compaction, or a time-travel query, still finds what it reads.
 DEFAULT_RETENTION = timedelta(days=7)
-
-
-@dataclass(frozen=True)
-class TableUpkeep:
-    """What `maintain` did to one table."""
-
-    table: str
-    files_before: int
-    files_after: int
-    removed: int  # files no longer read, deleted
-
-    def line(self) -> str:
-        return (
-            f"{self.table}: {self.files_before} -> {self.files_after} files, "
-            f"{self.removed} unreferenced files removed"
-        )
 
 
 class LakehouseDestination:

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -40,6 +40,7 @@ from ogsync.destinations.base import (
     RunRow,
     StatusFacts,
     TableSql,
+    TableUpkeep,
     WebhookEvent,
     WriteResult,
     quote,
@@ -577,6 +578,10 @@ class SqlDestination(ABC):
     def log_run(self, run: RunLog) -> None:
         with self.transaction():
             self._upsert_run(run)
+
+    def maintain(self, retention: timedelta) -> list[TableUpkeep]:
+        """The database keeps its own files."""
+        return []
 
     def rewrite(self, governance: Governance) -> list[str]:
         done = sql_rules.rewrite(self, governance)
