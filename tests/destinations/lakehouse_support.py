@@ -54,7 +54,7 @@ class LakehouseWarehouse(Warehouse):
         from pyiceberg.catalog.sql import SqlCatalog
         from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
-        catalog = SqlCatalog("reader", **self.catalog_properties())
+        catalog = SqlCatalog("ogsync", **self.catalog_properties())
         try:
             return catalog.load_table((self.schema, name)).scan().to_arrow()
         except (NoSuchTableError, NoSuchNamespaceError):

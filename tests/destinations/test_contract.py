@@ -41,6 +41,8 @@ from ogsync.sync import Listener, SyncEngine, SyncOptions
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
 from ogsync.testing.sim_control import SimControl
 
+from .conftest import BACKENDS
+
 CHICAGO = ZoneInfo("America/Chicago")
 SIM_START = datetime(2025, 3, 14, 17, 0, 0, tzinfo=UTC)
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -289,7 +291,8 @@ def test_full_refresh_soft_deletes_and_only_a_newer_version_revives(wh):
     assert p3["_deleted_at"] is not None
     assert p3["_deleted_reason"] == "full_refresh"
     assert set(wh.table("payments_current")) == {"p1", "p2"}
-    assert wh.table("payments_live") == wh.table("payments_current")  # the deprecated alias
+    if wh.backend in BACKENDS:  # the SQL warehouses' deprecated alias (a lakehouse has no views)
+        assert wh.table("payments_live") == wh.table("payments_current")
     (tomb,) = wh.rows("SELECT * FROM {s}._ogsync_deletions")
     assert (tomb["endpoint"], tomb["record_id"], tomb["reason"]) == (
         "payments",

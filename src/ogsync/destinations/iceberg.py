@@ -12,6 +12,7 @@ one transaction: delete the keys, append their rows.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,7 +95,9 @@ class IcebergStore:
         table = self._table(name)
         if len(keys) == 1:
             (key,) = keys
-            with table.transaction() as tx:
+            with table.transaction() as tx, warnings.catch_warnings():
+                # Rows new to the table match nothing, which pyiceberg warns of each time.
+                warnings.filterwarnings("ignore", "Delete operation did not match any records")
                 tx.delete(In(key, rows.column(key).to_pylist()))
                 tx.append(rows)
             return
