@@ -11,6 +11,7 @@ one transaction: delete the keys, append their rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -95,19 +96,19 @@ class IcebergStore:
         table = self._table(name)
         if len(keys) == 1:
             (key,) = keys
-            with table.transaction() as tx, warnings.catch_warnings():
-                # Rows new to the table match nothing, which pyiceberg warns of each time.
-                warnings.filterwarnings("ignore", "Delete operation did not match any records")
+            with table.transaction() as tx, _quiet():
                 tx.delete(In(key, rows.column(key).to_pylist()))
                 tx.append(rows)
             return
         # A table keyed on several columns is a small bookkeeping table: written whole.
         stored = table.scan().to_arrow().select(rows.column_names).cast(rows.schema)
         kept = stored.join(rows.select(keys), keys=list(keys), join_type="left anti")
-        table.overwrite(pa.concat_tables([kept.select(rows.column_names), rows]))
+        with _quiet():
+            table.overwrite(pa.concat_tables([kept.select(rows.column_names), rows]))
 
     def overwrite(self, name: str, rows: pa.Table) -> None:
-        self._table(name).overwrite(rows)
+        with _quiet():
+            self._table(name).overwrite(rows)
 
     def file_count(self, name: str) -> int:
         return sum(1 for _ in self._table(name).scan().plan_files())
@@ -116,7 +117,7 @@ class IcebergStore:
         """Every row read and written again as few files, in one transaction."""
         table = self._table(name)
         reader = table.scan().to_arrow_batch_reader()
-        with table.transaction() as tx:
+        with table.transaction() as tx, _quiet():
             tx.delete(AlwaysTrue())
             for chunk in _chunks(reader, COMPACT_ROWS):
                 tx.append(chunk)
@@ -147,6 +148,15 @@ class IcebergStore:
         engine = getattr(self._catalog, "engine", None)
         if engine is not None:
             engine.dispose()
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Rows new to a table (or an empty table overwritten) match no delete, which pyiceberg
+    warns of at every commit."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Delete operation did not match any records")
+        yield
 
 
 def _path(uri: str) -> str:
