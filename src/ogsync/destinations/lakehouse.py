@@ -305,12 +305,21 @@ class LakehouseDestination:
         stored = pc.any(winners.column("_stored")).as_py()
         if ep.name in DELETABLE_NAMES:  # deletions that arrived before these records did
             winners = self._tombstoned(ep, winners)
-        rows = conform(winners, endpoint_schema(ep))
+        rows = self._conformed(ep, winners)
         if stored:
             self.store.replace(ep.name, rows, [ep.column_key], sql.newer_wins("t", "s"))
         else:
             self.store.append(ep.name, rows)
         return winners.num_rows
+
+    def _conformed(self, ep: Endpoint, rows: pa.Table) -> pa.Table:
+        """Rows for an endpoint's table as it is stored: in its column order, with columns
+        the endpoint no longer names (written by another version of ogsync) left empty."""
+        wanted = endpoint_schema(ep)
+        stored = self.store.dataset(ep.name).schema
+        fields = [wanted.field(n) if n in wanted.names else stored.field(n) for n in stored.names]
+        fields += [f for f in wanted if f.name not in stored.names]
+        return conform(rows, pa.schema(fields))
 
     def _covered(self, ep: Endpoint) -> str:
         """SQL over live rows `r`: the key, time and reason of the recorded webhook deletion
@@ -359,7 +368,7 @@ class LakehouseDestination:
         )
         if gone.num_rows:
             self.store.replace(
-                ep.name, conform(gone, endpoint_schema(ep)), [ep.column_key],
+                ep.name, self._conformed(ep, gone), [ep.column_key],
                 "t._deleted_at IS NULL",
             )  # fmt: skip
         return gone.num_rows
@@ -387,7 +396,7 @@ class LakehouseDestination:
         if not gone.num_rows:
             return 0
         self.store.replace(
-            ep.name, conform(gone, endpoint_schema(ep)), [ep.column_key], "t._deleted_at IS NULL"
+            ep.name, self._conformed(ep, gone), [ep.column_key], "t._deleted_at IS NULL"
         )
         ids = gone.column(ep.column_key).to_pylist()
         self.store.append(
