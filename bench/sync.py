@@ -6,10 +6,12 @@ system) each process spent on the full sync (per 100,000 records, and the simula
 page: on a busy machine these move far less than wall time), and the ratio of wall time
 to the latency-bound limit (each endpoint's pages times the latency, endpoints placed on the
 workers as well as possible). Then an incremental run with no changes, which should make one
-request per incremental endpoint.
+request per incremental endpoint. For a lakehouse (delta, iceberg), then `maintain` with no
+retention: the data files the tables read before and after, and the files it deleted.
 
     .venv/bin/python bench/sync.py --records 1000000
     .venv/bin/python bench/sync.py --records 200000 --latency-ms 50
+    .venv/bin/python bench/sync.py --records 100000 --destination delta
 """
 
 from __future__ import annotations
@@ -22,18 +24,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import psycopg
+import pyarrow
 
 from ogsync.endpoints import ENDPOINTS
+from ogsync.maintenance import Maintenance, maintain
 from ogsync.simulator.server import simulator_process
 from ogsync.testing.cli import clean_env
 from ogsync.testing.postgres import throwaway_postgres
 from ogsync.testing.sim_control import SimControl
 
 WORKERS = 5
+SCHEMA = "ordergroove"  # the settings' default, which the bench leaves alone
+LAKEHOUSES = ("delta", "iceberg")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -93,7 +100,14 @@ def main() -> None:
     parser.add_argument(
         "--destination",
         default=None,
-        help="a warehouse URL; 'postgresql' starts a throwaway server; default a fresh DuckDB file",
+        help="a warehouse URL; 'postgresql' starts a throwaway server; 'duckdb' (the default), "
+        "'delta' or 'iceberg' a fresh one in the bench's temporary folder",
+    )
+    parser.add_argument(
+        "--history",
+        default=None,
+        help="the history setting (default, all, none or names); default: the settings' "
+        "default, none for a lakehouse (it keeps no history tables)",
     )
     parser.add_argument(
         "--requests-per-minute",
@@ -113,28 +127,93 @@ def main() -> None:
     if args.destination == "postgresql":
         with throwaway_postgres() as server:
             bench(args, workdir, server.url)
+    elif args.destination in LAKEHOUSES:
+        bench(args, workdir, f"{args.destination}:///{workdir / 'lake'}")
+    elif args.destination in (None, "duckdb"):
+        bench(args, workdir, f"duckdb:///{workdir / 'bench.duckdb'}")
     else:
-        bench(args, workdir, args.destination or f"duckdb:///{workdir / 'bench.duckdb'}")
+        bench(args, workdir, args.destination)
+
+
+def is_lakehouse(destination: str) -> bool:
+    """A lakehouse in a local folder (the bench reads its files directly)."""
+    return destination.split(":", 1)[0] in LAKEHOUSES
+
+
+def history_setting(args: argparse.Namespace, destination: str) -> str | None:
+    """The history setting to write, or None for the settings' default."""
+    if args.history is not None or not is_lakehouse(destination):
+        return args.history
+    print(
+        "note: a lakehouse keeps no history tables: syncing with history = none "
+        "(--history to choose)",
+        file=sys.stderr,
+    )
+    return "none"
 
 
 def first_runs(destination: str) -> list[tuple[str, int, int]]:
     """(endpoint, records, pages) of each endpoint's first run."""
     sql = (
-        "SELECT endpoint, records, pages FROM ordergroove._ogsync_runs r "
-        "WHERE started_at = (SELECT min(started_at) FROM ordergroove._ogsync_runs "
+        f"SELECT endpoint, records, pages FROM {SCHEMA}._ogsync_runs r "
+        f"WHERE started_at = (SELECT min(started_at) FROM {SCHEMA}._ogsync_runs "
         "WHERE endpoint = r.endpoint)"
     )
     if destination.startswith("duckdb:///"):
         with duckdb.connect(destination.removeprefix("duckdb:///"), read_only=True) as conn:
             return conn.execute(sql).fetchall()
+    if is_lakehouse(destination):
+        # Read with the format's own reader, as any other reader of the lakehouse would.
+        runs = read_lakehouse_table(destination, "_ogsync_runs")
+        with duckdb.connect() as conn:
+            conn.execute(f"CREATE SCHEMA {SCHEMA}")
+            conn.register("runs", runs)
+            conn.execute(f"CREATE TABLE {SCHEMA}._ogsync_runs AS SELECT * FROM runs")
+            return conn.execute(sql).fetchall()
     with psycopg.connect(destination) as conn:
         return conn.execute(sql).fetchall()
 
 
+def read_lakehouse_table(destination: str, name: str) -> pyarrow.Table:
+    """A table of a local lakehouse (`delta:///FOLDER`, `iceberg:///FOLDER`)."""
+    fmt, root = destination.split(":///", 1)
+    root = "/" + root.lstrip("/")
+    if fmt == "delta":
+        from deltalake import DeltaTable
+
+        return DeltaTable(f"{root}/{SCHEMA}/{name}").to_pyarrow_table()
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog("ogsync", uri=f"sqlite:///{root}/catalog.db", warehouse=f"file://{root}")
+    try:
+        return catalog.load_table((SCHEMA, name)).scan().to_arrow()
+    finally:
+        catalog.engine.dispose()
+
+
+def parquet_files(destination: str) -> int:
+    """Parquet files in a local lakehouse's folder: read by a table or not."""
+    root = Path("/" + destination.split(":///", 1)[1].lstrip("/"))
+    return sum(1 for _ in root.rglob("*.parquet"))
+
+
+def run_maintain(destination: str) -> tuple[Maintenance, float, int, int]:
+    """(what maintain did, its wall seconds, parquet files on disk before and after) of
+    `maintain` with no retention, as `ogsync maintain --retention 0h` runs it."""
+    on_disk = parquet_files(destination)
+    start = time.perf_counter()
+    done = maintain(destination, SCHEMA, timedelta(0))
+    return done, time.perf_counter() - start, on_disk, parquet_files(destination)
+
+
 def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
-    (workdir / "ogsync.toml").write_text(
+    settings = (
         f"requests_per_minute = {args.requests_per_minute}\nbatch_records = {args.batch_records}\n"
     )
+    history = history_setting(args, destination)
+    if history is not None:
+        settings += f"history = {json.dumps(history)}\n"
+    (workdir / "ogsync.toml").write_text(settings)
     # A frozen clock, moved on by hand: the hours before each run are quiet, so the second run
     # measures what a run with no changes costs (the overlap finds nothing to re-read).
     quiet_minutes = 120
@@ -170,6 +249,7 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
         control.advance(minutes=quiet_minutes)
         inc_wall, inc_peak, inc_code, inc_cpu = run_sync(env, workdir)
         after = control.stats()["requests"]
+    upkeep = run_maintain(destination) if is_lakehouse(destination) else None
 
     records = pages = 0
     per_endpoint: dict[str, int] = {}
@@ -206,6 +286,16 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
         "incremental_peak_rss_mb": round(inc_peak, 1),
         "incremental_cpu_s": round(inc_cpu, 2),
     }
+    if upkeep is not None:
+        done, maintain_wall, disk_before, disk_after = upkeep
+        summary |= {
+            "data_files_before_maintain": sum(t.files_before for t in done.tables),
+            "data_files_after_maintain": sum(t.files_after for t in done.tables),
+            "files_removed_by_maintain": sum(t.removed for t in done.tables),
+            "parquet_on_disk_before_maintain": disk_before,
+            "parquet_on_disk_after_maintain": disk_after,
+            "maintain_wall_s": round(maintain_wall, 2),
+        }
     if args.json:
         print(json.dumps(summary))
         return
@@ -229,6 +319,15 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
         f"incremental run with no changes: {inc_wall:.1f} s, CPU {inc_cpu:.1f} s, "
         f"peak RSS {inc_peak:.0f} MB, requests {incremental}, exit {inc_code}"
     )
+    if upkeep is not None:
+        done, maintain_wall, disk_before, disk_after = upkeep
+        print(
+            f"files: {summary['data_files_before_maintain']:,} -> "
+            f"{summary['data_files_after_maintain']:,} after maintain (data files the "
+            f"{len(done.tables)} tables read); parquet on disk {disk_before:,} -> "
+            f"{disk_after:,}, {summary['files_removed_by_maintain']:,} files removed; "
+            f"maintain {maintain_wall:.1f} s"
+        )
     print(f"(simulator ready in {ready:.1f} s; files in {workdir})")
 
 

@@ -68,7 +68,7 @@ HELP = "\n\n".join(
 START, RUN, TRY = "Start here", "Keep it running", "Try it without an account"
 # The order commands are listed in: as a newcomer meets them (others come last).
 ORDER = ("init", "check", "sync", "status", "schema", "backfill", "reconcile", "schedule",
-         "webhooks", "rewrite", "demo", "simulator")  # fmt: skip
+         "webhooks", "rewrite", "maintain", "demo", "simulator")  # fmt: skip
 
 
 class _InOrder(TyperGroup):
@@ -638,6 +638,42 @@ def rewrite(
         return EXIT_OK
 
     raise _each(chosen, rewrite_one)
+
+
+@app.command(rich_help_panel=RUN)
+def maintain(
+    retention: str = typer.Option(
+        "7d",
+        help="Delete only the files replaced longer ago than this, so a reader that began "
+        "before still finds them (12h, 2d; 0h: every file no longer read).",
+    ),
+    destination: DestinationOpt = None,
+    schema: SchemaOpt = None,
+    config: ConfigOpt = None,
+    merchant: MerchantOpt = None,
+) -> None:
+    """Compact a lakehouse's (Delta Lake, Iceberg) small files, and delete the files no recent
+    commit reads; a line per table. Other warehouses keep their own files.
+
+    Run it when no sync is writing: one that is makes it exit 1.
+    """
+    from ogsync.maintenance import maintain_settings
+    from ogsync.status import parse_duration
+
+    try:
+        keep = parse_duration(retention)
+    except ValueError as exc:
+        raise fail(f"--retention: {exc}") from None
+    chosen = _merchants(merchant, config, destination=destination, schema=schema, secrets=False)
+    configure_logging("text")
+
+    def maintain_one(m: Merchant) -> int:
+        done = maintain_settings(m.settings, keep)
+        for line in done.lines():
+            Console().print(line, highlight=False, markup=False, soft_wrap=True)
+        return EXIT_OK
+
+    raise _each(chosen, maintain_one)
 
 
 class SchemaFormat(StrEnum):
