@@ -13,7 +13,7 @@ from ogsync.destinations.base import TableUpkeep
 
 # The lakehouse's own default, so `ogsync maintain` and a destination asked without a
 # retention never disagree. The module is light: duckdb and pyarrow, neither format's driver.
-from ogsync.destinations.lakehouse import DEFAULT_RETENTION, LakehouseDestination
+from ogsync.destinations.lakehouse import DEFAULT_RETENTION
 from ogsync.destinations.registry import masked
 
 __all__ = ["DEFAULT_RETENTION", "Maintenance", "maintain", "maintain_settings"]
@@ -53,9 +53,9 @@ def maintain(
     warehouse = open_destination(url, schema, memory_limit=memory_limit)
     try:
         tables = warehouse.maintain(retention)
-        # Known by what the warehouse is, not by what it returned: a lakehouse never synced
+        # Known by the warehouse's kind, not by what it returned: a lakehouse never synced
         # has no tables either, and must not be said to keep its own files.
-        keeps_own = not isinstance(warehouse, LakehouseDestination)
+        keeps_own = not kind.writer_keeps_files
     finally:
         warehouse.close()
     return Maintenance(kind.name, masked(url), keeps_own, tables)

@@ -57,7 +57,11 @@ TEMPLATE = """\
 # Snowflake, snowflake://USER@ACCOUNT/DATABASE?warehouse=W&role=R (needs: pip install
 # 'ogsync[snowflake]'), whose secret is never in the URL: a private key file,
 # OGSYNC_SNOWFLAKE_PRIVATE_KEY_FILE (and OGSYNC_SNOWFLAKE_PRIVATE_KEY_PASSPHRASE if it is
-# encrypted), or a password, OGSYNC_SNOWFLAKE_PASSWORD.
+# encrypted), or a password, OGSYNC_SNOWFLAKE_PASSWORD; or Delta Lake or Iceberg tables,
+# delta:///ABSOLUTE/FOLDER, delta+s3://BUCKET/PREFIX, iceberg:///ABSOLUTE/FOLDER or
+# iceberg+s3://BUCKET/PREFIX (needs: pip install 'ogsync[delta]' or 'ogsync[iceberg]'), S3
+# credentials from the AWS variables, and for iceberg+s3 the catalog's URL (sqlite:////FILE
+# or postgresql://...) in OGSYNC_ICEBERG_CATALOG.
 # destination = "duckdb:///ogsync.duckdb"
 
 # The schema the tables go in (env OGSYNC_SCHEMA, flag --schema).

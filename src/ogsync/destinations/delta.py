@@ -9,6 +9,7 @@ lakehouse to one writer, so the store is told that unsafe renames are safe here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -95,7 +96,8 @@ class DeltaStore:
         self._table(name).optimize.compact()
 
     def expire(self, name: str, retention: timedelta) -> int:
-        hours = int(retention.total_seconds() // 3600)
+        # Vacuum counts whole hours: round up, never delete what the retention keeps.
+        hours = math.ceil(retention.total_seconds() / 3600)
         removed = self._table(name).vacuum(
             retention_hours=hours, dry_run=False, enforce_retention_duration=False
         )

@@ -45,6 +45,8 @@ class WarehouseKind:
     on_local_disk: bool = False  # the URL names a local file or folder
     hosts_inbox: bool = False  # can keep the webhook inbox in its own schema
     checks_access: bool = False  # `ogsync check` can ask what its role may do there
+    # Its writer compacts and expires its files (`ogsync maintain`); a database keeps its own.
+    writer_keeps_files: bool = False
     # The package extra that installs its driver (`pip install 'ogsync[EXTRA]'`); None for a
     # warehouse the core installs.
     extra: str | None = None
@@ -118,6 +120,7 @@ KINDS: tuple[WarehouseKind, ...] = (
         "delta:///ABSOLUTE/FOLDER",
         "ogsync.destinations.delta",
         single_writer=True,
+        writer_keeps_files=True,
         on_local_disk=True,
         extra="delta",
         own_tables=("_ogsync_rules",),
@@ -128,6 +131,7 @@ KINDS: tuple[WarehouseKind, ...] = (
         "iceberg:///ABSOLUTE/FOLDER",
         "ogsync.destinations.iceberg",
         single_writer=True,
+        writer_keeps_files=True,
         on_local_disk=True,
         extra="iceberg",
         own_tables=("_ogsync_rules",),
