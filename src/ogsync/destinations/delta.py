@@ -22,7 +22,7 @@ from deltalake.exceptions import TableNotFoundError
 from ogsync.destinations import lakehouse_location
 from ogsync.destinations.lakehouse import LakehouseDestination
 from ogsync.destinations.lakehouse_lock import acquire
-from ogsync.destinations.lakehouse_store import TABLE_NAMES
+from ogsync.destinations.lakehouse_store import TABLE_NAMES, DatasetCache
 from ogsync.destinations.registry import OpenOptions
 
 SCHEME = "delta"
@@ -37,6 +37,7 @@ class DeltaStore:
         self._options = options
         self._tables: dict[str, DeltaTable] = {}
         self._names: set[str] | None = None
+        self._datasets = DatasetCache()
 
     def _uri(self, name: str) -> str:
         return f"{self.location}/{name}"
@@ -74,7 +75,8 @@ class DeltaStore:
             table.alter.add_columns(Schema.from_arrow(pa.schema(added)).fields)
 
     def dataset(self, name: str) -> ds.Dataset:
-        return self._table(name).to_pyarrow_dataset()
+        table = self._table(name)
+        return self._datasets.get(name, table.version(), table.to_pyarrow_dataset)
 
     def append(self, name: str, rows: pa.Table) -> None:
         write_deltalake(self._table(name), rows, mode="append")
@@ -105,6 +107,7 @@ class DeltaStore:
 
     def close(self) -> None:
         self._tables.clear()
+        self._datasets.clear()
 
 
 def open_warehouse(url: str, schema: str, options: OpenOptions) -> LakehouseDestination:

@@ -31,6 +31,7 @@ from ogsync.destinations import lakehouse_location
 from ogsync.destinations.errors import DestinationError
 from ogsync.destinations.lakehouse import LakehouseDestination
 from ogsync.destinations.lakehouse_lock import acquire
+from ogsync.destinations.lakehouse_store import DatasetCache
 from ogsync.destinations.registry import OpenOptions
 
 SCHEME = "iceberg"
@@ -48,6 +49,7 @@ class IcebergStore:
         self._catalog = catalog
         self._namespace = namespace
         self._names: set[str] | None = None
+        self._datasets = DatasetCache()
 
     def _table(self, name: str) -> Table:
         return self._catalog.load_table((self._namespace, name))
@@ -77,15 +79,7 @@ class IcebergStore:
         columns and files a query needs. Copy-on-write (all pyiceberg writes) leaves no delete
         files; a table that has some (written by another engine) is read whole instead."""
         table = self._table(name)
-        schema = table.schema().as_arrow()
-        tasks = list(table.scan().plan_files())
-        if any(task.delete_files for task in tasks):
-            return ds.dataset(table.scan().to_arrow())
-        if not tasks:
-            return ds.dataset(schema.empty_table())
-        fs, first = pafs.FileSystem.from_uri(tasks[0].file.file_path)
-        paths = [first] + [_path(t.file.file_path) for t in tasks[1:]]
-        return ds.dataset(paths, schema=schema, format="parquet", filesystem=fs)
+        return self._datasets.get(name, table.metadata_location, lambda: _dataset(table))
 
     def append(self, name: str, rows: pa.Table) -> None:
         self._table(name).append(rows)
@@ -145,9 +139,22 @@ class IcebergStore:
         )
 
     def close(self) -> None:
+        self._datasets.clear()
         engine = getattr(self._catalog, "engine", None)
         if engine is not None:
             engine.dispose()
+
+
+def _dataset(table: Table) -> ds.Dataset:
+    schema = table.schema().as_arrow()
+    tasks = list(table.scan().plan_files())
+    if any(task.delete_files for task in tasks):
+        return ds.dataset(table.scan().to_arrow())
+    if not tasks:
+        return ds.dataset(schema.empty_table())
+    fs, first = pafs.FileSystem.from_uri(tasks[0].file.file_path)
+    paths = [first] + [_path(t.file.file_path) for t in tasks[1:]]
+    return ds.dataset(paths, schema=schema, format="parquet", filesystem=fs)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ its own library.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
@@ -29,6 +29,26 @@ from ogsync.records import ARROW_TYPES, TIMESTAMP_TYPE
 RULES_TABLE = "_ogsync_rules"
 TEXT = pa.string()
 BIGINT = pa.int64()
+
+
+class DatasetCache:
+    """Each table's dataset for the commit it was built at. Building one lists the commit's
+    files, which costs more than most batches' own work; the loader asks for it at every
+    batch, and a table changes only when one of them commits to it."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[Hashable, ds.Dataset]] = {}
+
+    def get(self, name: str, version: Hashable, build: Callable[[], ds.Dataset]) -> ds.Dataset:
+        held = self._held.get(name)
+        if held is not None and held[0] == version:
+            return held[1]
+        dataset = build()
+        self._held[name] = (version, dataset)
+        return dataset
+
+    def clear(self) -> None:
+        self._held.clear()
 
 
 class TableStore(Protocol):
