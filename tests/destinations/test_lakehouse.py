@@ -25,6 +25,7 @@ from ogsync.endpoints import BY_NAME, ENDPOINTS
 from ogsync.sync import SyncEngine, SyncOptions, sync_with
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
 from ogsync.testing.webhook_rig import signed_deliveries
+from ogsync.vocabulary import DeletionReason
 from ogsync.webhooks.inbox import SQLiteInbox
 
 from .lakehouse_support import LakehouseWarehouse, lakehouse
@@ -250,6 +251,53 @@ def test_the_delta_merge_itself_keeps_a_newer_stored_row(tmp_path, monkeypatch):
     rows = conform(older.drop_columns(["_seq"]), endpoint_schema(ORDERS))
     dest.store.replace("orders", rows, ["public_id"], TableSql(ORDERS, "").newer_wins("t", "s"))
     assert wh.table("orders")["o1"]["total"] == Decimal("2.00")
+
+
+# -- the key index: what the loader knows of the stored rows ----------------------------
+
+
+def test_a_commit_that_raised_after_it_landed_still_counts_for_newer_wins(wh, monkeypatch):
+    """A store write can land and still raise (a timeout on the reply): the keys it wrote
+    are read again from the table, so an older copy of them later neither wins nor adds a
+    second row."""
+    dest = prepared(wh)
+    write(dest, ORDERS, [rec(ORDERS, "o1", "2025-01-15 12:00:00", total="1.00")])
+    landed = dest.store.append
+
+    def append_then_fail(name: str, rows: pa.Table) -> None:
+        landed(name, rows)
+        raise OSError("connection reset after the commit")
+
+    monkeypatch.setattr(dest.store, "append", append_then_fail)
+    with pytest.raises(OSError):
+        write(dest, ORDERS, [rec(ORDERS, "o2", "2025-01-15 12:00:00", total="2.00")])
+    monkeypatch.setattr(dest.store, "append", landed)
+    write(dest, ORDERS, [rec(ORDERS, "o2", "2025-01-15 09:00:00", total="0.50")])
+    rows = wh.rows("SELECT public_id, total FROM {s}.orders WHERE public_id = 'o2'")
+    assert rows == [{"public_id": "o2", "total": Decimal("2.00")}]
+
+
+def test_a_new_writer_knows_the_rows_an_earlier_one_stored(wh):
+    first = prepared(wh)
+    write(first, ORDERS, [rec(ORDERS, "o1", "2025-01-15 12:00:00", total="2.00")])
+    first.close()
+    second = wh.open_dest()
+    written, _ = write(second, ORDERS, [rec(ORDERS, "o1", "2025-01-15 10:00:00", total="1.00")])
+    write(second, ORDERS, [rec(ORDERS, "o1", "2025-01-15 13:00:00", total="3.00")])
+    second.close()
+    assert written == 0
+    assert wh.rows("SELECT total FROM {s}.orders") == [{"total": Decimal("3.00")}]
+
+
+def test_a_soft_delete_in_the_same_writer_keeps_an_older_copy_out(wh):
+    """The key index learns of soft deletes too: a copy fetched before the deletion and
+    loaded after it stays deleted."""
+    dest = prepared(wh)
+    write(dest, CUSTOMERS, [rec(CUSTOMERS, "c1", "2025-01-15 12:00:00")])
+    dest.soft_delete(CUSTOMERS, ["c1"], DeletionReason.RECONCILE, "test")
+    written, _ = write(dest, CUSTOMERS, [rec(CUSTOMERS, "c1", "2025-01-15 12:00:00")])
+    assert written == 0
+    assert [r["_deleted_at"] is not None for r in wh.rows("SELECT * FROM {s}.customers")] == [True]
 
 
 # -- what a lakehouse refuses, in a line --------------------------------------------------

@@ -50,6 +50,7 @@ from ogsync.destinations.base import (
     WriteResult,
     quote,
 )
+from ogsync.destinations.lakehouse_keys import KeyIndex, compared_columns
 from ogsync.destinations.lakehouse_lock import WriterLock
 from ogsync.destinations.lakehouse_store import (
     BOOKKEEPING,
@@ -85,6 +86,7 @@ class LakehouseDestination:
         self._lock = lock  # None: a reader, which writes nothing
         self._db = duckdb.connect()
         self._db.execute("SET TimeZone = 'UTC'")
+        self._keys = KeyIndex(self._db)
         self._prepared: dict[str, Endpoint] = {}
         self._mutex = threading.RLock()  # the loader and `idle` may come from two threads
 
@@ -285,12 +287,10 @@ class LakehouseDestination:
             newest = (
                 f"SELECT DISTINCT ON ({key}) * FROM b ORDER BY {key}, {sql.dedupe_order(undated)}"
             )
-        compared = [key, "_updated_latest", "_deleted_at", "_deleted_reason"]
-        if upd is not None:
-            compared.append(quote(upd))
+        stored_keys = self._keys.table(ep, lambda: self._read(ep.name))
         winners = self._sql(
-            f"WITH n AS ({newest}), cur AS (SELECT {', '.join(compared)} FROM t "
-            f"WHERE {key} IN (SELECT {key} FROM n)) "
+            f"WITH n AS ({newest}), cur AS (SELECT {', '.join(compared_columns(ep))} "
+            f"FROM {stored_keys} WHERE {key} IN (SELECT {key} FROM n)) "
             "SELECT n.* EXCLUDE (_seq), CAST(? AS TIMESTAMPTZ) AS _synced_at, "
             "CAST(? AS VARCHAR) AS _run_id, CAST(NULL AS TIMESTAMPTZ) AS _deleted_at, "
             f"CAST(NULL AS VARCHAR) AS _deleted_reason, cur.{key} IS NOT NULL AS _stored "
@@ -298,19 +298,30 @@ class LakehouseDestination:
             f"WHERE cur.{key} IS NULL OR {sql.newer_wins('cur', 'n')}",
             [synced_at, run_id],
             b=batch,
-            t=self._read(ep.name),
         )
         if not winners.num_rows:
             return 0
         stored = pc.any(winners.column("_stored")).as_py()
         if ep.name in DELETABLE_NAMES:  # deletions that arrived before these records did
             winners = self._tombstoned(ep, winners)
-        rows = self._conformed(ep, winners)
-        if stored:
-            self.store.replace(ep.name, rows, [ep.column_key], sql.newer_wins("t", "s"))
-        else:
-            self.store.append(ep.name, rows)
+        predicate = sql.newer_wins("t", "s") if stored else None
+        self._commit_rows(ep, self._conformed(ep, winners), predicate, new=not stored)
         return winners.num_rows
+
+    def _commit_rows(
+        self, ep: Endpoint, rows: pa.Table, predicate: str | None, *, new: bool = False
+    ) -> None:
+        """Commit `rows` to the endpoint's table (added if `new`, else each replacing its
+        key's row where `predicate` allows), keeping the key index in step."""
+        try:
+            if new:
+                self.store.append(ep.name, rows)
+            else:
+                self.store.replace(ep.name, rows, [ep.column_key], predicate)
+        except BaseException:
+            self._keys.forget([ep.name])
+            raise
+        self._keys.committed(ep, rows)
 
     def _conformed(self, ep: Endpoint, rows: pa.Table) -> pa.Table:
         """Rows for an endpoint's table as it is stored: in its column order, with columns
@@ -367,10 +378,7 @@ class LakehouseDestination:
             d=self._read(DELETIONS_TABLE),
         )
         if gone.num_rows:
-            self.store.replace(
-                ep.name, self._conformed(ep, gone), [ep.column_key],
-                "t._deleted_at IS NULL",
-            )  # fmt: skip
+            self._commit_rows(ep, self._conformed(ep, gone), "t._deleted_at IS NULL")
         return gone.num_rows
 
     def _soft_delete(
@@ -395,9 +403,7 @@ class LakehouseDestination:
         )
         if not gone.num_rows:
             return 0
-        self.store.replace(
-            ep.name, self._conformed(ep, gone), [ep.column_key], "t._deleted_at IS NULL"
-        )
+        self._commit_rows(ep, self._conformed(ep, gone), "t._deleted_at IS NULL")
         ids = gone.column(ep.column_key).to_pylist()
         self.store.append(
             DELETIONS_TABLE,
