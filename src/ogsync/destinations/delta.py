@@ -32,9 +32,12 @@ KIND = "Delta Lake"
 class DeltaStore:
     """The Delta tables of one schema: `<root>/<schema>/<table>`."""
 
-    def __init__(self, root: str, options: dict[str, str]) -> None:
+    def __init__(self, root: str, options: dict[str, str], *, sole_writer: bool = False) -> None:
+        """`sole_writer`: this store's own commits are the only ones (ogsync's writer lock is
+        held), so a table it has open is current without reading the log again."""
         self.location = root
         self._options = options
+        self._sole_writer = sole_writer
         self._tables: dict[str, DeltaTable] = {}
         self._names: set[str] | None = None
         self._datasets = DatasetCache()
@@ -52,14 +55,18 @@ class DeltaStore:
         return self._names
 
     def _table(self, name: str) -> DeltaTable:
-        """The table at its latest commit (one writer: ours, so a refresh reads little)."""
+        """The table at its latest commit. Appends and merges move the open table on to the
+        commit they make; the operations that don't (`_reopen`) drop it."""
         table = self._tables.get(name)
         if table is None:
             table = DeltaTable(self._uri(name), storage_options=self._options)
             self._tables[name] = table
-        else:
-            table.update_incremental()
+        elif not self._sole_writer:
+            table.update_incremental()  # lists the log: on S3, a request per call
         return table
+
+    def _reopen(self, name: str) -> None:
+        self._tables.pop(name, None)
 
     def ensure(self, name: str, schema: pa.Schema) -> None:
         if name not in self.tables():
@@ -73,6 +80,7 @@ class DeltaStore:
         added = [f for f in schema if f.name not in have]
         if added:
             table.alter.add_columns(Schema.from_arrow(pa.schema(added)).fields)
+            self._reopen(name)
 
     def dataset(self, name: str) -> ds.Dataset:
         table = self._table(name)
@@ -96,6 +104,7 @@ class DeltaStore:
 
     def compact(self, name: str) -> None:
         self._table(name).optimize.compact()
+        self._reopen(name)
 
     def expire(self, name: str, retention: timedelta) -> int:
         # Vacuum counts whole hours: round up, never delete what the retention keeps.
@@ -103,6 +112,7 @@ class DeltaStore:
         removed = self._table(name).vacuum(
             retention_hours=hours, dry_run=False, enforce_retention_duration=False
         )
+        self._reopen(name)
         return len(removed)
 
     def close(self) -> None:
@@ -119,7 +129,8 @@ def open_warehouse(url: str, schema: str, options: OpenOptions) -> LakehouseDest
     root = where.of(schema)
     lock = None if options.read_only else acquire(root)
     try:
-        return LakehouseDestination(DeltaStore(root, storage), schema, KIND, lock)
+        store = DeltaStore(root, storage, sole_writer=lock is not None)
+        return LakehouseDestination(store, schema, KIND, lock)
     except BaseException:
         if lock is not None:
             lock.release()
