@@ -300,6 +300,28 @@ def test_a_soft_delete_in_the_same_writer_keeps_an_older_copy_out(wh):
     assert [r["_deleted_at"] is not None for r in wh.rows("SELECT * FROM {s}.customers")] == [True]
 
 
+def test_iceberg_bookkeeping_tables_keep_only_their_latest_snapshots(tmp_path, monkeypatch):
+    """State and run log are written whole at every batch: past a count their older
+    snapshots expire, so a commit's cost does not grow with the run; the rows are intact."""
+    from ogsync.destinations import iceberg
+
+    monkeypatch.setattr(iceberg, "TRIM_AFTER_SNAPSHOTS", 4)
+    monkeypatch.setattr(iceberg, "KEEP_SNAPSHOTS", 2)
+    (wh,) = list(lakehouse("iceberg", tmp_path, None, monkeypatch))[:1]
+    dest = prepared(wh)
+    for n in range(8):
+        write(dest, ORDERS, [rec(ORDERS, f"o{n}", "2025-01-15 12:00:00")], run_id=f"run-{n}")
+    counts = {
+        name: len(dest.store._table(name).snapshots())
+        for name in ("_ogsync_state", "_ogsync_runs", "orders")
+    }
+    dest.close()
+    assert counts["_ogsync_state"] <= 4 and counts["_ogsync_runs"] <= 4
+    assert counts["orders"] == 8  # the endpoint tables keep theirs for time travel
+    assert len(wh.rows("SELECT * FROM {s}._ogsync_runs")) == 8
+    assert len(wh.rows("SELECT * FROM {s}.orders")) == 8
+
+
 # -- what a lakehouse refuses, in a line --------------------------------------------------
 
 

@@ -39,6 +39,12 @@ KIND = "Iceberg"
 CATALOG_SETTING = "OGSYNC_ICEBERG_CATALOG"
 # Rows a compaction writes per data file (it reads and writes this many at a time).
 COMPACT_ROWS = 250_000
+# A small table written whole at each batch (state, run log, backfill progress) keeps only
+# its latest snapshots once it has this many: pyiceberg copies a table's metadata, every
+# snapshot listed in it, at each commit, so keeping them all made each batch slower than
+# the last. Their files stay until `maintain`'s retention, for a reader that began meanwhile.
+TRIM_AFTER_SNAPSHOTS = 50
+KEEP_SNAPSHOTS = 5
 
 
 class IcebergStore:
@@ -99,10 +105,13 @@ class IcebergStore:
         kept = stored.join(rows.select(keys), keys=list(keys), join_type="left anti")
         with _quiet():
             table.overwrite(pa.concat_tables([kept.select(rows.column_names), rows]))
+        _trim_snapshots(table)
 
     def overwrite(self, name: str, rows: pa.Table) -> None:
+        table = self._table(name)
         with _quiet():
-            self._table(name).overwrite(rows)
+            table.overwrite(rows)
+        _trim_snapshots(table)
 
     def file_count(self, name: str) -> int:
         return sum(1 for _ in self._table(name).scan().plan_files())
@@ -155,6 +164,22 @@ def _dataset(table: Table) -> ds.Dataset:
     fs, first = pafs.FileSystem.from_uri(tasks[0].file.file_path)
     paths = [first] + [_path(t.file.file_path) for t in tasks[1:]]
     return ds.dataset(paths, schema=schema, format="parquet", filesystem=fs)
+
+
+def _trim_snapshots(table: Table) -> None:
+    """Expire all but the latest `KEEP_SNAPSHOTS` of a table past `TRIM_AFTER_SNAPSHOTS`."""
+    snapshots = table.snapshots()
+    if len(snapshots) <= TRIM_AFTER_SNAPSHOTS:
+        return
+    current = table.current_snapshot()
+    keep = {
+        s.snapshot_id for s in sorted(snapshots, key=lambda s: s.timestamp_ms)[-KEEP_SNAPSHOTS:]
+    }
+    if current is not None:
+        keep.add(current.snapshot_id)
+    table.maintenance.expire_snapshots().by_ids(
+        [s.snapshot_id for s in snapshots if s.snapshot_id not in keep]
+    ).commit()
 
 
 @contextlib.contextmanager
