@@ -14,13 +14,13 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import click
-import pyarrow
 import typer
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
 from ogsync import __version__, runner
+from ogsync.allocators import use_lean_allocators
 from ogsync.apitime import from_local_naive, zone
 from ogsync.config import CONFIG_FILE, ConfigError, Settings
 from ogsync.destinations import EXAMPLES
@@ -861,7 +861,5 @@ def main() -> None:
     from ogsync.private import owner_only_umask
 
     owner_only_umask()  # the files a run creates hold customers' personal data
-    # Arrow's default allocators keep freed memory for reuse; batches come and go, so the
-    # system allocator keeps the process's footprint flat instead.
-    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+    use_lean_allocators()
     app()
