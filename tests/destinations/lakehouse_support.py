@@ -123,3 +123,17 @@ def lakehouse(
     )
     yield warehouse
     warehouse.close_writers()
+
+
+def contract_fixture(backend: str) -> Any:
+    """The `wh` fixture of a contract module on one of LAKEHOUSES: a module per backend, so
+    that the test workers (which take a module each) share the slow S3 ones out."""
+
+    @pytest.fixture
+    def wh(
+        request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> Iterator[LakehouseWarehouse]:
+        s3 = request.getfixturevalue("s3_stand_in") if backend.endswith("_s3") else None
+        yield from lakehouse(backend, tmp_path, s3, monkeypatch)
+
+    return wh
