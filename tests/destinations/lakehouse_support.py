@@ -73,11 +73,16 @@ class LakehouseWarehouse(Warehouse):
             }
         return properties
 
-    def reader(self) -> duckdb.DuckDBPyConnection:
+    def reader(self, query: str | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB holding the tables `query` names (all for a catalog query
+        or none given), each read whole: on S3 a table costs many requests."""
         conn = duckdb.connect()
         conn.execute("SET TimeZone = 'UTC'")
         conn.execute(f"CREATE SCHEMA {self.s}")
+        every = query is None or "information_schema" in query
         for name in TABLES:
+            if not every and name not in query:  # type: ignore[operator]
+                continue
             table = self.arrow(name)
             if table is None:
                 continue
@@ -92,7 +97,7 @@ class LakehouseWarehouse(Warehouse):
         return conn
 
     def rows(self, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with self.reader() as conn:
+        with self.reader(query) as conn:
             cursor = conn.execute(query.replace("{s}", self.s), list(params))
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
