@@ -404,6 +404,19 @@ def test_idle_compacts_a_table_past_the_threshold(wh, monkeypatch):
     assert set(wh.table("orders")) == {f"o{i}" for i in range(5)}
 
 
+def test_idle_compacts_nothing_once_the_writer_lock_is_lost(wh, monkeypatch):
+    from ogsync.destinations import lakehouse as module
+
+    monkeypatch.setattr(module, "COMPACT_AFTER_FILES", 3)
+    dest = prepared(wh)
+    for i in range(5):
+        write(dest, ORDERS, [rec(ORDERS, f"o{i}", "2025-01-15 10:00:00")])
+    dest._lock.release()
+    with pytest.raises(DestinationError, match="lock"):
+        dest.idle()
+    assert dest.store.file_count("orders") == 5
+
+
 # -- webhook deletions, end to end --------------------------------------------------------
 
 

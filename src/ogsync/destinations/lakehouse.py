@@ -555,6 +555,7 @@ class LakehouseDestination:
         with self._mutex:
             if self._lock is None:
                 return
+            self._lock.check()  # a compaction is a commit: only while the lock is held
             for name in sorted(self._existing()):
                 if self.store.file_count(name) > COMPACT_AFTER_FILES:
                     self.store.compact(name)
