@@ -88,6 +88,8 @@ class LakehouseDestination:
         self._db.execute("SET TimeZone = 'UTC'")
         self._keys = KeyIndex(self._db)
         self._prepared: dict[str, Endpoint] = {}
+        # Each endpoint table's columns as stored; only `prepare` changes them (one writer).
+        self._stored_schemas: dict[str, pa.Schema] = {}
         self._mutex = threading.RLock()  # the loader and `idle` may come from two threads
 
     # -- reading -------------------------------------------------------------------------
@@ -201,6 +203,7 @@ class LakehouseDestination:
             self._writable()
             self._check_rules(endpoints)  # before anything is changed
             self._prepared = {ep.name: ep for ep in endpoints}
+            self._stored_schemas.clear()
             for ep in endpoints:
                 self.store.ensure(ep.name, endpoint_schema(ep))
             for name, schema in BOOKKEEPING.items():
@@ -319,18 +322,23 @@ class LakehouseDestination:
             else:
                 self.store.replace(ep.name, rows, [ep.column_key], predicate)
         except BaseException:
-            self._keys.forget([ep.name])
+            self._keys.forget(ep.name)
             raise
         self._keys.committed(ep, rows)
 
     def _conformed(self, ep: Endpoint, rows: pa.Table) -> pa.Table:
         """Rows for an endpoint's table as it is stored: in its column order, with columns
         the endpoint no longer names (written by another version of ogsync) left empty."""
-        wanted = endpoint_schema(ep)
-        stored = self.store.dataset(ep.name).schema
-        fields = [wanted.field(n) if n in wanted.names else stored.field(n) for n in stored.names]
-        fields += [f for f in wanted if f.name not in stored.names]
-        return conform(rows, pa.schema(fields))
+        schema = self._stored_schemas.get(ep.name)
+        if schema is None:
+            wanted = endpoint_schema(ep)
+            stored = self.store.dataset(ep.name).schema
+            fields = [
+                wanted.field(n) if n in wanted.names else stored.field(n) for n in stored.names
+            ]
+            fields += [f for f in wanted if f.name not in stored.names]
+            schema = self._stored_schemas[ep.name] = pa.schema(fields)
+        return conform(rows, schema)
 
     def _covered(self, ep: Endpoint) -> str:
         """SQL over live rows `r`: the key, time and reason of the recorded webhook deletion

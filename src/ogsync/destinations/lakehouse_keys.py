@@ -11,7 +11,7 @@ A million keys take about 70 MB.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -42,7 +42,7 @@ class KeyIndex:
 
     def table(self, ep: Endpoint, stored: Callable[[], Any]) -> str:
         """The name of `ep`'s keys table, read from `stored()` (its rows) the first time."""
-        name = f"{SCHEMA}.{quote(ep.name)}"
+        name = _table_name(ep.name)
         if ep.name not in self._held:
             self._db.register("ogsync_stored", stored())
             try:
@@ -59,7 +59,7 @@ class KeyIndex:
         """`rows` are now the table's rows of their keys."""
         if ep.name not in self._held:
             return
-        name = f"{SCHEMA}.{quote(ep.name)}"
+        name = _table_name(ep.name)
         key = quote(ep.column_key)
         self._db.register("ogsync_committed", rows)
         try:
@@ -70,14 +70,17 @@ class KeyIndex:
                 f"INSERT INTO {name} SELECT {', '.join(compared_columns(ep))} FROM ogsync_committed"
             )
         except BaseException:
-            self.forget([ep.name])
+            self.forget(ep.name)
             raise
         finally:
             self._db.unregister("ogsync_committed")
 
-    def forget(self, names: Sequence[str]) -> None:
-        """Drop what is held of these tables: they are read again when next needed."""
-        for name in names:
-            if name in self._held:
-                self._held.discard(name)
-                self._db.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{quote(name)}")
+    def forget(self, table: str) -> None:
+        """Drop what is held of `table`: it is read again when next needed."""
+        if table in self._held:
+            self._held.discard(table)
+            self._db.execute(f"DROP TABLE IF EXISTS {_table_name(table)}")
+
+
+def _table_name(table: str) -> str:
+    return f"{SCHEMA}.{quote(table)}"
