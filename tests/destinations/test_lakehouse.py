@@ -20,6 +20,7 @@ import pytest
 
 from ogsync.destinations import AlreadyRunning, DestinationError, open_destination
 from ogsync.destinations.base import quote
+from ogsync.destinations.lakehouse_keys import KeyIndex
 from ogsync.destinations.lakehouse_store import endpoint_schema
 from ogsync.endpoints import BY_NAME, ENDPOINTS
 from ogsync.sync import SyncEngine, SyncOptions, sync_with
@@ -472,3 +473,51 @@ def test_a_quoted_identifier_reads_back(wh):
 
 
 _ = simulator  # the contract's simulator helper stays importable from here
+
+
+def test_the_key_index_may_outgrow_the_working_memory(tmp_path, monkeypatch):
+    """A writer's memory does not grow with its tables: past the working DuckDB's limit the
+    key index moves out to the scratch folder, and every lookup still finds its version."""
+    from ogsync.destinations import lakehouse
+
+    monkeypatch.setattr(lakehouse, "WORKING_MEMORY", "8MB")
+    db = lakehouse.working_db(tmp_path)
+    index = KeyIndex(db)
+    n = 300_000
+    keys = pa.array([f"order-{i:09d}-{i * 7919 % 100003:06d}" for i in range(n)])
+    latest = pa.array([1_700_000_000_000_000 + i for i in range(n)], pa.timestamp("us", "UTC"))
+    stored = pa.table(
+        {
+            "public_id": keys,
+            "_updated_latest": latest,
+            "_deleted_at": pa.nulls(n, pa.timestamp("us", "UTC")),
+            "_deleted_reason": pa.nulls(n, pa.string()),
+            "updated": latest,
+        }
+    )
+    table = index.table(ORDERS, lambda: stored)
+    ((held, spilled),) = db.execute(
+        "SELECT sum(memory_usage_bytes), sum(temporary_storage_bytes) FROM duckdb_memory()"
+    ).fetchall()
+    assert spilled and held <= 8 * 2**20 < held + spilled
+    index.committed(ORDERS, stored.slice(n - 3).set_column(1, "_updated_latest", latest[:3]))
+    found = db.execute(
+        f"SELECT public_id, epoch_us(_updated_latest) FROM {table} "
+        "WHERE public_id IN (?, ?, ?) ORDER BY public_id",
+        [keys[0].as_py(), keys[n // 2].as_py(), keys[n - 1].as_py()],
+    ).fetchall()
+    assert found == [
+        (keys[0].as_py(), 1_700_000_000_000_000),
+        (keys[n // 2].as_py(), 1_700_000_000_000_000 + n // 2),
+        (keys[n - 1].as_py(), 1_700_000_000_000_002),
+    ]
+    assert db.execute(f"SELECT count(*) FROM {table}").fetchall() == [(n,)]
+
+
+def test_a_writer_removes_its_scratch_folder(wh):
+    dest = prepared(wh)
+    write(dest, ORDERS, [rec(ORDERS, "o1", "2025-01-15 10:00:00")])
+    (scratch, *_) = dest._scratch.peek()[2]
+    assert Path(scratch).is_dir()
+    dest.close()
+    assert not Path(scratch).exists()

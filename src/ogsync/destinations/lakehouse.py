@@ -18,9 +18,13 @@ One writer at a time (`lakehouse_lock`): the decisions read the tables, then com
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -72,6 +76,10 @@ COMPACT_AFTER_FILES = 100
 # Files no commit of the last week reads are deleted by `ogsync maintain`: a reader that
 # began before a compaction, or a time-travel query, still finds what it reads.
 DEFAULT_RETENTION = timedelta(days=7)
+# The working DuckDB's memory: the key index and the queries on batches. Past it, DuckDB moves
+# blocks out to files in a scratch folder, so a writer's memory stays flat however large its
+# tables grow (the key index alone takes about 70 MB a million rows).
+WORKING_MEMORY = "64MB"
 
 
 class LakehouseDestination:
@@ -84,8 +92,11 @@ class LakehouseDestination:
         self.schema = schema
         self.kind = kind
         self._lock = lock  # None: a reader, which writes nothing
-        self._db = duckdb.connect()
-        self._db.execute("SET TimeZone = 'UTC'")
+        # Where the working DuckDB spills, removed on close or, failing that, when this
+        # object is collected.
+        scratch = Path(tempfile.mkdtemp(prefix="ogsync-lakehouse-"))
+        self._scratch = weakref.finalize(self, shutil.rmtree, scratch, ignore_errors=True)
+        self._db = working_db(scratch)
         self._keys = KeyIndex(self._db)
         self._prepared: dict[str, Endpoint] = {}
         # Each endpoint table's columns as stored; only `prepare` changes them (one writer).
@@ -593,9 +604,20 @@ class LakehouseDestination:
                 self.store.close()
                 self._db.close()
             finally:
+                self._scratch()
                 if self._lock is not None:
                     self._lock.release()
                     self._lock = None
+
+
+def working_db(scratch: Path) -> duckdb.DuckDBPyConnection:
+    """The in-memory DuckDB where a writer decides, within `WORKING_MEMORY`, spilling to
+    `scratch`."""
+    db = duckdb.connect()
+    db.execute("SET TimeZone = 'UTC'")
+    db.execute("SET memory_limit = ?", [WORKING_MEMORY])
+    db.execute("SET temp_directory = ?", [str(scratch)])
+    return db
 
 
 def conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
