@@ -24,6 +24,7 @@ from ogsync.destinations.base import (
     WriteResult,
     quote,
 )
+from ogsync.destinations.duckdb_memory import with_memory
 from ogsync.destinations.registry import OpenOptions
 from ogsync.destinations.sql import Dialect, SqlDestination
 from ogsync.destinations.sql_dictionary import comments_by_name
@@ -49,9 +50,6 @@ DUCKDB = Dialect(
     comments=True,
     history_key_index=False,
 )
-UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-         "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
-
 
 # A log this large is written into the database file when the loader has nothing else to do.
 IDLE_CHECKPOINT_BYTES = 16 * 2**20
@@ -59,15 +57,6 @@ IDLE_CHECKPOINT_BYTES = 16 * 2**20
 LOCK_WAIT_SECONDS = 10.0
 # How often a run holding the file refreshes what `ogsync status` reads meanwhile.
 SNAPSHOT_EVERY = 2.0
-
-
-def _bytes(setting: str) -> int | None:
-    """DuckDB's memory setting ("244.1 MiB") in bytes."""
-    number, _, unit = setting.strip().partition(" ")
-    try:
-        return int(float(number) * UNITS[unit.strip().lower() or "b"])
-    except (KeyError, ValueError):
-        return None
 
 
 SUPPORTED = (
@@ -274,28 +263,10 @@ class DuckDBDestination(SqlDestination):
             self._snapshot_at = time.monotonic()
 
     def _with_memory(self, action: Callable[[], T]) -> T:
-        """Run a transaction; if DuckDB runs out of memory, raise its limit and run it again.
-
-        Primary-key indexes must fit in DuckDB's memory, so a merchant larger than the limit
-        allows gets more memory rather than a failed sync; the failed attempt rolled back.
-        """
-        while True:
-            try:
-                return action()
-            except duckdb.OutOfMemoryException:
-                if not self._raise_memory_limit():
-                    raise
-
-    def _raise_memory_limit(self) -> bool:
-        (current,) = self.conn.execute("SELECT current_setting('memory_limit')").fetchone()
-        now = _bytes(current)
-        ceiling = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
-        if now is None or now >= ceiling:
-            return False
-        raised = min(now * 2, ceiling) // 2**20
-        log.warning("DuckDB needed more memory: limit raised from %s to %d MiB", current, raised)
-        self.conn.execute(f"SET memory_limit = '{raised}MiB'")
-        return True
+        """Primary-key indexes must fit in DuckDB's memory, so a merchant larger than the
+        limit allows gets more memory rather than a failed sync; the failed attempt rolled
+        back."""
+        return with_memory(self.conn, action)
 
     def idle(self) -> None:
         """Checkpoint while the loader waits on the API, once the log has grown.

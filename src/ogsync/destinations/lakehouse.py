@@ -54,6 +54,7 @@ from ogsync.destinations.base import (
     WriteResult,
     quote,
 )
+from ogsync.destinations.duckdb_memory import with_memory
 from ogsync.destinations.lakehouse_keys import KeyIndex, compared_columns
 from ogsync.destinations.lakehouse_lock import WriterLock
 from ogsync.destinations.lakehouse_store import (
@@ -78,7 +79,8 @@ COMPACT_AFTER_FILES = 100
 DEFAULT_RETENTION = timedelta(days=7)
 # The working DuckDB's memory: the key index and the queries on batches. Past it, DuckDB moves
 # blocks out to files in a scratch folder, so a writer's memory stays flat however large its
-# tables grow (the key index alone takes about 70 MB a million rows).
+# tables grow (the key index alone takes about 70 MB a million rows). A statement that needs
+# more pinned at once raises it (`with_memory`).
 WORKING_MEMORY = "64MB"
 
 
@@ -110,7 +112,9 @@ class LakehouseDestination:
         for name, relation in relations.items():
             self._db.register(name, relation)
         try:
-            return self._db.sql(query, params=list(params)).to_arrow_table()
+            return with_memory(
+                self._db, lambda: self._db.sql(query, params=list(params)).to_arrow_table()
+            )
         finally:
             for name in relations:
                 self._db.unregister(name)

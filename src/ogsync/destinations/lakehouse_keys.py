@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from ogsync.destinations.base import TableSql, quote
+from ogsync.destinations.duckdb_memory import with_memory
 from ogsync.endpoints import Endpoint
 
 SCHEMA = "ogsync_keys"
@@ -46,9 +47,12 @@ class KeyIndex:
         if ep.name not in self._held:
             self._db.register("ogsync_stored", stored())
             try:
-                self._db.execute(
-                    f"CREATE OR REPLACE TABLE {name} AS "
-                    f"SELECT {', '.join(compared_columns(ep))} FROM ogsync_stored"
+                with_memory(
+                    self._db,
+                    lambda: self._db.execute(
+                        f"CREATE OR REPLACE TABLE {name} AS "
+                        f"SELECT {', '.join(compared_columns(ep))} FROM ogsync_stored"
+                    ),
                 )
             finally:
                 self._db.unregister("ogsync_stored")
@@ -62,13 +66,16 @@ class KeyIndex:
         name = _table_name(ep.name)
         key = quote(ep.column_key)
         self._db.register("ogsync_committed", rows)
-        try:
+        columns = ", ".join(compared_columns(ep))
+
+        def replace() -> None:  # run again whole after running out of memory
             self._db.execute(
                 f"DELETE FROM {name} WHERE {key} IN (SELECT {key} FROM ogsync_committed)"
             )
-            self._db.execute(
-                f"INSERT INTO {name} SELECT {', '.join(compared_columns(ep))} FROM ogsync_committed"
-            )
+            self._db.execute(f"INSERT INTO {name} SELECT {columns} FROM ogsync_committed")
+
+        try:
+            with_memory(self._db, replace)
         except BaseException:
             self.forget(ep.name)
             raise
