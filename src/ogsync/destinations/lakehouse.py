@@ -305,7 +305,7 @@ class LakehouseDestination:
             newest = (
                 f"SELECT DISTINCT ON ({key}) * FROM b ORDER BY {key}, {sql.dedupe_order(undated)}"
             )
-        stored_keys = self._keys.table(ep, lambda: self._read(ep.name))
+        stored_keys = self._stored_keys(ep)
         winners = self._sql(
             f"WITH n AS ({newest}), cur AS (SELECT {', '.join(compared_columns(ep))} "
             f"FROM {stored_keys} WHERE {key} IN (SELECT {key} FROM n)) "
@@ -325,6 +325,10 @@ class LakehouseDestination:
         predicate = sql.newer_wins("t", "s") if stored else None
         self._commit_rows(ep, self._conformed(ep, winners), predicate, new=not stored)
         return winners.num_rows
+
+    def _stored_keys(self, ep: Endpoint) -> str:
+        """The key index's table of `ep`: the compared columns of each stored row."""
+        return self._keys.table(ep, lambda: self._read(ep.name))
 
     def _commit_rows(
         self, ep: Endpoint, rows: pa.Table, predicate: str | None, *, new: bool = False
@@ -416,13 +420,22 @@ class LakehouseDestination:
         """Soft-delete the live rows whose key is `membership` ("IN"/"NOT IN") `keys`, then
         record a tombstone for each."""
         key = quote(ep.column_key)
+        # The key index tells which rows go, so a full refresh that deletes nothing (the
+        # usual case) reads no more of the table than its keys.
+        found = self._sql(
+            f"SELECT {key} AS key FROM {self._stored_keys(ep)} WHERE _deleted_at IS NULL "
+            f"AND {key} {membership} (SELECT key FROM k WHERE key IS NOT NULL)",
+            k=pa.table({"key": keys}),
+        )
+        if not found.num_rows:
+            return 0
         gone = self._sql(
             "SELECT * REPLACE (CAST(? AS TIMESTAMPTZ) AS _deleted_at, "
             f"CAST(? AS VARCHAR) AS _deleted_reason) FROM t WHERE _deleted_at IS NULL "
-            f"AND {key} {membership} (SELECT key FROM k WHERE key IS NOT NULL)",
+            f"AND {key} IN (SELECT key FROM k)",
             [now, reason],
             t=self._read(ep.name),
-            k=pa.table({"key": keys}),
+            k=found,
         )
         if not gone.num_rows:
             return 0
