@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,13 +32,17 @@ from ogsync.webhooks.inbox import SQLiteInbox
 
 from .lakehouse_support import LakehouseWarehouse, lakehouse
 from .test_contract import (
+    CP1,
+    CP2,
     CUSTOMERS,
     EXPECTED_KEYS,
     NEUTRAL_KIND,
     ORDERS,
+    T0,
     assert_baseline,
     baseline,
     batch,
+    commit,
     prepared,
     rec,
     simulator,
@@ -521,3 +526,73 @@ def test_a_writer_removes_its_scratch_folder(wh):
     assert Path(scratch).is_dir()
     dest.close()
     assert not Path(scratch).exists()
+
+
+# -- bookkeeping deferred while batches come fast -----------------------------------------
+
+
+def _books(wh: LakehouseWarehouse) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    state = {
+        r["endpoint"]: (r["checkpoint_url"], r["watermark"])
+        for r in wh.rows("SELECT * FROM {s}._ogsync_state")
+    }
+    runs = [(r["endpoint"], r["records"]) for r in wh.rows("SELECT * FROM {s}._ogsync_runs")]
+    return state, runs
+
+
+def test_a_batch_mid_window_leaves_its_bookkeeping_to_the_window_end(wh, monkeypatch):
+    """A checkpoint in the middle of a window is a commit of the state and one of the run
+    log: written at most every few seconds, and at once when the window ends."""
+    from ogsync.destinations import lakehouse as module
+
+    monkeypatch.setattr(module, "BOOKKEEPING_EVERY", 3600.0)
+    dest = prepared(wh)
+    before = _books(wh)
+    mid = commit(ORDERS, "run-m", checkpoint=CP1, keep_checkpoint=True)
+    dest.write([(ORDERS, batch(ORDERS, [rec(ORDERS, "o1", "2025-01-15 10:00:00")]), mid)])
+    assert set(wh.table("orders")) == {"o1"}  # the rows are committed at once
+    assert _books(wh) == before
+    end = commit(ORDERS, "run-m", keep_checkpoint=True, watermark=T0)
+    dest.write([(ORDERS, batch(ORDERS, [rec(ORDERS, "o2", "2025-01-15 10:00:00")]), end)])
+    state, runs = _books(wh)
+    assert state["orders"] == (None, T0)
+    assert runs == [("orders", 1)]  # the run-log row as the last batch counted it
+
+
+def test_deferred_bookkeeping_is_written_when_due_when_idle_read_or_closed(wh, monkeypatch):
+    from ogsync.destinations import lakehouse as module
+
+    monkeypatch.setattr(module, "BOOKKEEPING_EVERY", 3600.0)
+    dest = prepared(wh)
+    mid = commit(ORDERS, "run-m", checkpoint=CP1, keep_checkpoint=True)
+    dest.write([(ORDERS, batch(ORDERS, [rec(ORDERS, "o1", "2025-01-15 10:00:00")]), mid)])
+    dest.idle()  # the loader waits on the API
+    assert _books(wh)[0]["orders"] == (CP1.next_url, None)
+
+    later = commit(ORDERS, "run-m", checkpoint=CP2, keep_checkpoint=True)
+    dest.write([(ORDERS, batch(ORDERS, [rec(ORDERS, "o2", "2025-01-15 10:00:00")]), later)])
+    assert dest.load_states()["orders"].checkpoint == CP2  # a read sees what was deferred
+
+    monkeypatch.setattr(module, "BOOKKEEPING_EVERY", 0.0)
+    dest.write([(ORDERS, batch(ORDERS, [rec(ORDERS, "o3", "2025-01-15 10:00:00")]), mid)])
+    assert _books(wh)[0]["orders"] == (CP1.next_url, None)  # due: written with its batch
+
+    monkeypatch.setattr(module, "BOOKKEEPING_EVERY", 3600.0)
+    dest.write([(ORDERS, batch(ORDERS, [rec(ORDERS, "o4", "2025-01-15 10:00:00")]), later)])
+    dest.close()
+    assert _books(wh)[0]["orders"] == (CP2.next_url, None)
+
+
+def test_a_run_logged_whole_is_not_undone_by_a_deferred_row(wh, monkeypatch):
+    from ogsync.destinations import lakehouse as module
+
+    monkeypatch.setattr(module, "BOOKKEEPING_EVERY", 3600.0)
+    dest = prepared(wh)
+    mid = commit(ORDERS, "run-m", checkpoint=CP1, keep_checkpoint=True)
+    dest.write([(ORDERS, batch(ORDERS, [rec(ORDERS, "o1", "2025-01-15 10:00:00")]), mid)])
+    final = replace(mid.run, records=7, status="failed")
+    dest.log_run(final)
+    dest.close()
+    assert [(r["records"], r["status"]) for r in wh.rows("SELECT * FROM {s}._ogsync_runs")] == [
+        (7, "failed")
+    ]

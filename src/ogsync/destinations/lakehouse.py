@@ -21,6 +21,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -82,6 +83,12 @@ DEFAULT_RETENTION = timedelta(days=7)
 # tables grow (the key index alone takes about 70 MB a million rows). A statement that needs
 # more pinned at once raises it (`with_memory`).
 WORKING_MEMORY = "64MB"
+# The run log and the state are a commit each, which costs about what a batch's rows cost (an
+# Iceberg commit writes its metadata anew). A batch in the middle of a window leaves them to a
+# write at least this many seconds after the last, or to when the loader waits on the API; a
+# window's end, and any read of them, writes them at once. A killed run then fetches again at
+# most these seconds' pages, which newer-wins absorbs.
+BOOKKEEPING_EVERY = 5.0
 
 
 class LakehouseDestination:
@@ -104,6 +111,10 @@ class LakehouseDestination:
         # Each endpoint table's columns as stored; only `prepare` changes them (one writer).
         self._stored_schemas: dict[str, pa.Schema] = {}
         self._mutex = threading.RLock()  # the loader and `idle` may come from two threads
+        # Bookkeeping of batches whose rows are committed, not yet written (BOOKKEEPING_EVERY).
+        self._deferred: list[tuple[Endpoint, Commit]] = []
+        self._deferred_runs: dict[tuple[str, str], RunLog] = {}
+        self._books_kept_at = time.monotonic()
 
     # -- reading -------------------------------------------------------------------------
 
@@ -133,6 +144,8 @@ class LakehouseDestination:
         return self._prepared.get(ep.name, ep)
 
     def load_states(self) -> Mapping[str, EndpointState]:
+        with self._mutex:
+            self._books_kept()
         states = {}
         for row in self._sql("SELECT * FROM s", s=self._read(STATE_TABLE)).to_pylist():
             cp = None
@@ -147,6 +160,8 @@ class LakehouseDestination:
         return states
 
     def load_backfill(self, ep: Endpoint) -> dict[tuple[datetime, datetime], str | None]:
+        with self._mutex:
+            self._books_kept()
         rows = self._sql(
             "SELECT window_start, window_end, next_url, done_at FROM b WHERE endpoint = ?",
             [ep.name],
@@ -158,6 +173,8 @@ class LakehouseDestination:
         }
 
     def status_facts(self, endpoints: Iterable[Endpoint]) -> StatusFacts:
+        with self._mutex:
+            self._books_kept()
         existing = self._existing()
         watermarks = {
             r["endpoint"]: r["watermark"]
@@ -287,10 +304,32 @@ class LakehouseDestination:
             commits = [commit for _, _, commit in writes]
             rejected = [(r, c.run.run_id) for c in commits for r in c.rejected]
             self._record_rejected(rejected, synced_at)
-            self._upsert_runs([c.run.counted(r) for c, r in zip(commits, results, strict=True)])
-            self._save_backfill([(ep, c) for ep, _, c in writes], synced_at)
-            self._save_state([(ep, c) for ep, _, c in writes], synced_at)
+            for commit, result in zip(commits, results, strict=True):
+                run = commit.run.counted(result)
+                self._deferred_runs[(run.run_id, run.endpoint)] = run
+            self._deferred += [(ep, c) for ep, _, c in writes]
+            due = time.monotonic() - self._books_kept_at >= BOOKKEEPING_EVERY
+            if due or not all(_in_progress(c) for c in commits):
+                self._keep_books()
             return results
+
+    def _keep_books(self) -> None:
+        """Commit the deferred run log, backfill progress and state, in that order (after
+        their batches' rows, which are committed already)."""
+        if self._deferred_runs:
+            self._upsert_runs(list(self._deferred_runs.values()))
+        if self._deferred:
+            now = datetime.now(UTC)
+            self._save_backfill(self._deferred, now)
+            self._save_state(self._deferred, now)
+        self._deferred, self._deferred_runs = [], {}
+        self._books_kept_at = time.monotonic()
+
+    def _books_kept(self) -> None:
+        """Before the state or the run log is read: what a writer deferred is written."""
+        if self._lock is not None and (self._deferred or self._deferred_runs):
+            self._writable()
+            self._keep_books()
 
     def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
         """Newer-wins: the batch's rows that may replace what is stored, committed with the
@@ -542,7 +581,8 @@ class LakehouseDestination:
     def log_run(self, run: RunLog) -> None:
         with self._mutex:
             self._writable()
-            self._upsert_runs([run])
+            self._deferred_runs[(run.run_id, run.endpoint)] = run  # replaces a deferred row
+            self._keep_books()
 
     def _save_backfill(self, commits: Sequence[tuple[Endpoint, Commit]], now: datetime) -> None:
         windows = {
@@ -587,11 +627,13 @@ class LakehouseDestination:
     # -- upkeep --------------------------------------------------------------------------
 
     def idle(self) -> None:
-        """Compact the tables whose latest commit reads too many files."""
+        """Write the deferred bookkeeping, and compact the tables whose latest commit reads
+        too many files."""
         with self._mutex:
             if self._lock is None:
                 return
             self._lock.check()  # a compaction is a commit: only while the lock is held
+            self._books_kept()
             for name in sorted(self._existing()):
                 if self.store.file_count(name) > COMPACT_AFTER_FILES:
                     self.store.compact(name)
@@ -618,6 +660,10 @@ class LakehouseDestination:
     def close(self) -> None:
         with self._mutex:
             try:
+                try:
+                    self._books_kept()
+                except Exception as exc:  # their rows are committed: the next run fetches again
+                    log.warning("could not write the run log and state at close: %s", exc)
                 self.store.close()
                 self._db.close()
             finally:
@@ -625,6 +671,16 @@ class LakehouseDestination:
                 if self._lock is not None:
                     self._lock.release()
                     self._lock = None
+
+
+def _in_progress(commit: Commit) -> bool:
+    """A batch in the middle of a window: its bookkeeping moves only its window's progress."""
+    return (
+        commit.watermark is None
+        and commit.refreshed_keys is None
+        and commit.last_records is None
+        and (commit.backfill_window is None or commit.backfill_next is not None)
+    )
 
 
 def working_db(scratch: Path) -> duckdb.DuckDBPyConnection:
