@@ -596,3 +596,16 @@ def test_a_run_logged_whole_is_not_undone_by_a_deferred_row(wh, monkeypatch):
     assert [(r["records"], r["status"]) for r in wh.rows("SELECT * FROM {s}._ogsync_runs")] == [
         (7, "failed")
     ]
+
+
+def test_iceberg_counts_a_tables_files_as_its_snapshot_reads_them(tmp_path, monkeypatch):
+    """The count comes from the snapshot's summary; it matches the files a scan plans, after
+    appends and after a replace that rewrote a file."""
+    (wh,) = list(lakehouse("iceberg", tmp_path, None, monkeypatch))[:1]
+    dest = prepared(wh)
+    for n in range(3):
+        write(dest, ORDERS, [rec(ORDERS, f"o{n}", "2025-01-15 10:00:00")])
+    write(dest, ORDERS, [rec(ORDERS, "o1", "2025-01-15 12:00:00", total="9.00")])
+    planned = sum(1 for _ in dest.store._table("orders").scan().plan_files())
+    assert dest.store.file_count("orders") == planned >= 3
+    dest.close()

@@ -50,15 +50,37 @@ KEEP_SNAPSHOTS = 5
 class IcebergStore:
     """The tables of one namespace in a SQL catalog."""
 
-    def __init__(self, catalog: SqlCatalog, namespace: str, location: str) -> None:
+    def __init__(
+        self, catalog: SqlCatalog, namespace: str, location: str, *, sole_writer: bool = False
+    ) -> None:
+        """`sole_writer`: this store's own commits are the only ones (ogsync's writer lock is
+        held), so a table it has loaded stays current: pyiceberg moves a table to each commit
+        made through it, and loading one reads its whole metadata again."""
         self.location = location
         self._catalog = catalog
         self._namespace = namespace
+        self._sole_writer = sole_writer
+        self._loaded: dict[str, Table] = {}
         self._names: set[str] | None = None
         self._datasets = DatasetCache()
 
     def _table(self, name: str) -> Table:
-        return self._catalog.load_table((self._namespace, name))
+        table = self._loaded.get(name)
+        if table is None:
+            table = self._catalog.load_table((self._namespace, name))
+            if self._sole_writer:
+                self._loaded[name] = table
+        return table
+
+    @contextlib.contextmanager
+    def _committing(self, name: str) -> Iterator[Table]:
+        """The table to commit to; after a commit that raised (it may have landed anyway),
+        it is loaded again when next needed."""
+        try:
+            yield self._table(name)
+        except BaseException:
+            self._loaded.pop(name, None)
+            raise
 
     def tables(self) -> set[str]:
         if self._names is None:
@@ -74,11 +96,11 @@ class IcebergStore:
             self._catalog.create_namespace_if_not_exists(self._namespace)
             self._catalog.create_table_if_not_exists((self._namespace, name), schema=schema)
             self.tables().add(name)
-        table = self._table(name)
-        have = set(table.schema().as_arrow().names)
-        if any(f.name not in have for f in schema):
-            with table.update_schema() as update:
-                update.union_by_name(schema)
+        with self._committing(name) as table:
+            have = set(table.schema().as_arrow().names)
+            if any(f.name not in have for f in schema):
+                with table.update_schema() as update:
+                    update.union_by_name(schema)
 
     def dataset(self, name: str) -> ds.Dataset:
         """The data files of the current snapshot, as one dataset: DuckDB then reads only the
@@ -88,42 +110,52 @@ class IcebergStore:
         return self._datasets.get(name, table.metadata_location, lambda: _dataset(table))
 
     def append(self, name: str, rows: pa.Table) -> None:
-        self._table(name).append(rows)
+        with self._committing(name) as table:
+            table.append(rows)
 
     def replace(
         self, name: str, rows: pa.Table, keys: Sequence[str], predicate: str | None = None
     ) -> None:
-        table = self._table(name)
-        if len(keys) == 1:
-            (key,) = keys
-            with table.transaction() as tx, _quiet():
-                tx.delete(In(key, rows.column(key).to_pylist()))
-                tx.append(rows)
-            return
-        # A table keyed on several columns is a small bookkeeping table: written whole.
-        stored = table.scan().to_arrow().select(rows.column_names).cast(rows.schema)
-        kept = stored.join(rows.select(keys), keys=list(keys), join_type="left anti")
-        with _quiet():
-            table.overwrite(pa.concat_tables([kept.select(rows.column_names), rows]))
-        _trim_snapshots(table)
+        with self._committing(name) as table:
+            if len(keys) == 1:
+                (key,) = keys
+                with table.transaction() as tx, _quiet():
+                    tx.delete(In(key, rows.column(key).to_pylist()))
+                    tx.append(rows)
+                return
+            # A table keyed on several columns is a small bookkeeping table: written whole.
+            stored = table.scan().to_arrow().select(rows.column_names).cast(rows.schema)
+            kept = stored.join(rows.select(keys), keys=list(keys), join_type="left anti")
+            with _quiet():
+                table.overwrite(pa.concat_tables([kept.select(rows.column_names), rows]))
+            _trim_snapshots(table)
 
     def overwrite(self, name: str, rows: pa.Table) -> None:
-        table = self._table(name)
-        with _quiet():
-            table.overwrite(rows)
-        _trim_snapshots(table)
+        with self._committing(name) as table:
+            with _quiet():
+                table.overwrite(rows)
+            _trim_snapshots(table)
 
     def file_count(self, name: str) -> int:
-        return sum(1 for _ in self._table(name).scan().plan_files())
+        """From the current snapshot's summary, which pyiceberg and other engines write;
+        else by listing the snapshot's files."""
+        table = self._table(name)
+        snapshot = table.current_snapshot()
+        if snapshot is None:
+            return 0
+        total = snapshot.summary.get("total-data-files") if snapshot.summary else None
+        if total is not None:
+            return int(total)
+        return sum(1 for _ in table.scan().plan_files())
 
     def compact(self, name: str) -> None:
         """Every row read and written again as few files, in one transaction."""
-        table = self._table(name)
-        reader = table.scan().to_arrow_batch_reader()
-        with table.transaction() as tx, _quiet():
-            tx.delete(AlwaysTrue())
-            for chunk in _chunks(reader, COMPACT_ROWS):
-                tx.append(chunk)
+        with self._committing(name) as table:
+            reader = table.scan().to_arrow_batch_reader()
+            with table.transaction() as tx, _quiet():
+                tx.delete(AlwaysTrue())
+                for chunk in _chunks(reader, COMPACT_ROWS):
+                    tx.append(chunk)
 
     def expire(self, name: str, retention: timedelta) -> int:
         """Expire the snapshots older than `retention` (keeping the current one), then delete
@@ -138,8 +170,8 @@ class IcebergStore:
             and (current is None or s.snapshot_id != current.snapshot_id)
         ]
         if old:
-            table.maintenance.expire_snapshots().by_ids(old).commit()
-            table = self._table(name)
+            with self._committing(name):
+                table.maintenance.expire_snapshots().by_ids(old).commit()
         kept = set(table.inspect.all_files().column("file_path").to_pylist())
         kept |= set(table.inspect.all_manifests().column("path").to_pylist())
         kept |= {s.manifest_list for s in table.snapshots()}
@@ -148,6 +180,7 @@ class IcebergStore:
         )
 
     def close(self) -> None:
+        self._loaded.clear()
         self._datasets.clear()
         engine = getattr(self._catalog, "engine", None)
         if engine is not None:
@@ -274,7 +307,7 @@ def open_warehouse(url: str, schema: str, options: OpenOptions) -> LakehouseDest
     root = where.of(schema)
     lock = None if options.read_only else acquire(root)
     try:
-        store = IcebergStore(_catalog(where, schema), schema, root)
+        store = IcebergStore(_catalog(where, schema), schema, root, sole_writer=lock is not None)
         return LakehouseDestination(store, schema, KIND, lock)
     except BaseException:
         if lock is not None:
