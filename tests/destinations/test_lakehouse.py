@@ -566,8 +566,13 @@ def test_deferred_bookkeeping_is_written_when_due_when_idle_read_or_closed(wh, m
     dest = prepared(wh)
     mid = commit(ORDERS, "run-m", checkpoint=CP1, keep_checkpoint=True)
     dest.write([(ORDERS, batch(ORDERS, [rec(ORDERS, "o1", "2025-01-15 10:00:00")]), mid)])
-    dest.idle()  # the loader waits on the API
+    before = _books(wh)
+    dest.idle()  # the loader waits on the API, but the books are not due yet
+    assert _books(wh) == before
+    monkeypatch.setattr(module, "BOOKKEEPING_EVERY", 0.0)
+    dest.idle()  # now they are
     assert _books(wh)[0]["orders"] == (CP1.next_url, None)
+    monkeypatch.setattr(module, "BOOKKEEPING_EVERY", 3600.0)
 
     later = commit(ORDERS, "run-m", checkpoint=CP2, keep_checkpoint=True)
     dest.write([(ORDERS, batch(ORDERS, [rec(ORDERS, "o2", "2025-01-15 10:00:00")]), later)])

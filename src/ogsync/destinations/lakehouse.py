@@ -85,8 +85,8 @@ DEFAULT_RETENTION = timedelta(days=7)
 WORKING_MEMORY = "64MB"
 # The run log and the state are a commit each, which costs about what a batch's rows cost (an
 # Iceberg commit writes its metadata anew). A batch in the middle of a window leaves them to a
-# write at least this many seconds after the last, or to when the loader waits on the API; a
-# window's end, and any read of them, writes them at once. A killed run then fetches again at
+# write, or a wait of the loader, at least this many seconds after the last time they were
+# written; a window's end, and any read of them, writes them at once. A killed run then fetches again at
 # most these seconds' pages, which newer-wins absorbs.
 BOOKKEEPING_EVERY = 5.0
 
@@ -627,13 +627,14 @@ class LakehouseDestination:
     # -- upkeep --------------------------------------------------------------------------
 
     def idle(self) -> None:
-        """Write the deferred bookkeeping, and compact the tables whose latest commit reads
-        too many files."""
+        """Write the deferred bookkeeping once due (the API is slow: batches come seldom),
+        and compact the tables whose latest commit reads too many files."""
         with self._mutex:
             if self._lock is None:
                 return
             self._lock.check()  # a compaction is a commit: only while the lock is held
-            self._books_kept()
+            if time.monotonic() - self._books_kept_at >= BOOKKEEPING_EVERY:
+                self._books_kept()  # the next batch may be near: only when due
             for name in sorted(self._existing()):
                 if self.store.file_count(name) > COMPACT_AFTER_FILES:
                     self.store.compact(name)
