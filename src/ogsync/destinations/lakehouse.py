@@ -85,9 +85,9 @@ DEFAULT_RETENTION = timedelta(days=7)
 WORKING_MEMORY = "64MB"
 # The run log and the state are a commit each, which costs about what a batch's rows cost (an
 # Iceberg commit writes its metadata anew). A batch in the middle of a window leaves them to a
-# write, or a wait of the loader, at least this many seconds after the last time they were
-# written; a window's end, and any read of them, writes them at once. A killed run then fetches again at
-# most these seconds' pages, which newer-wins absorbs.
+# write, or a wait of the loader, at least this many seconds after they were last written; a
+# window's end, and any read of them, writes them at once. A killed run then fetches again
+# at most these seconds' pages, which newer-wins absorbs.
 BOOKKEEPING_EVERY = 5.0
 
 
