@@ -73,7 +73,7 @@ from ogsync.destinations.snowflake_connect import (
     session_lost,
 )
 from ogsync.destinations.snowflake_lease import LEASES_TABLE, Lease, Run
-from ogsync.destinations.sql import Dialect, SqlDestination
+from ogsync.destinations.sql import Dialect, SqlDestination, tombstone_links
 from ogsync.dictionary import BOOKKEEPING, TableDoc
 from ogsync.endpoints import ENDPOINTS, Endpoint, FieldType
 from ogsync.governance import Governance
@@ -590,7 +590,15 @@ class SnowflakeDestination(SqlDestination):
             f"ORDER BY {order}) = 1)"
         )
 
-    def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
+    def _upsert(
+        self,
+        ep: Endpoint,
+        batch: pa.Table,
+        run_id: str,
+        synced_at: datetime,
+        *,
+        deleted: frozenset[str] | None = None,
+    ) -> int:
         ep = self.governed(ep)
         staged = self._staged[id(batch)]
         sql = self.table_sql(ep)
@@ -627,25 +635,28 @@ class SnowflakeDestination(SqlDestination):
         )
         if ep.name in DELETABLE_NAMES:  # deletions that arrived before these records did
             column = quote(ep.column_key)
-            self._apply_tombstones(ep, f"cur.{column} IN (SELECT {column} FROM {staged})")
+            self._apply_tombstones(
+                ep, f"cur.{column} IN (SELECT {column} FROM {staged})", deleted=deleted
+            )
         if ep.history:
             history.add_versions(self, ep, staged, synced_at, run_id)
         return updated + inserted
 
-    def _apply_tombstones(self, ep: Endpoint, where: str, params: Sequence[Any] = ()) -> int:
+    def _apply_tombstones(
+        self,
+        ep: Endpoint,
+        where: str,
+        params: Sequence[Any] = (),
+        *,
+        deleted: frozenset[str] | None = None,
+    ) -> int:
         """As `SqlDestination._apply_tombstones`, counted by the UPDATE (no RETURNING here);
         `where` may name the row as `cur`."""
         ep = self.governed(ep)
         sql = self.table_sql(ep)
         upd = f"cur.{quote(sql.update_column)}" if sql.update_column else "NULL"
-        links = [(ep, quote(ep.column_key))]
-        links += [
-            (event.endpoint, quote(event.cascade[1]))
-            for event in DELETION_EVENTS.values()
-            if event.cascade and event.cascade[0].name == ep.name
-        ]
         done = 0
-        for source, column in links:
+        for source, column in tombstone_links(ep, deleted):
             done += self.count(
                 f"UPDATE {sql.table} AS cur SET _deleted_at = d.deleted_at, "
                 "_deleted_reason = d.reason FROM (SELECT record_id, max(deleted_at) AS "

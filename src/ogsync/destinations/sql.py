@@ -307,10 +307,13 @@ class SqlDestination(ABC):
         results: list[WriteResult] = []
         synced_at = datetime.now(UTC)
         with self.transaction():
+            deleted = self._webhook_deletions() if _deletable_rows(writes) else frozenset()
             for ep, batch, commit in writes:
                 result = WriteResult()
                 if batch is not None and batch.num_rows:
-                    result.written = self._upsert(ep, batch, commit.run.run_id, synced_at)
+                    result.written = self._upsert(
+                        ep, batch, commit.run.run_id, synced_at, deleted=deleted
+                    )
                 if commit.refreshed_keys is not None:
                     result.soft_deleted = self._soft_delete_unseen(
                         ep, commit.refreshed_keys, commit.run.run_id, synced_at
@@ -368,35 +371,48 @@ class SqlDestination(ABC):
             f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {sql.newer_wins()}"
         )
 
-    def _upsert(self, ep: Endpoint, batch: pa.Table, run_id: str, synced_at: datetime) -> int:
+    def _upsert(
+        self,
+        ep: Endpoint,
+        batch: pa.Table,
+        run_id: str,
+        synced_at: datetime,
+        *,
+        deleted: frozenset[str] | None = None,
+    ) -> int:
+        """`deleted`: the endpoints with recorded webhook deletions, if known."""
         ep = self.governed(ep)
         with self.stage(f"ogsync_batch_{ep.name}", batch) as staged:
             written = self.upserted(self.upsert_statement(ep, staged, batch), [synced_at, run_id])
             if ep.name in DELETABLE_NAMES:  # deletions that arrived before these records did
                 key = quote(ep.column_key)
-                self._apply_tombstones(ep, f"{key} IN (SELECT {key} FROM {staged})")
+                self._apply_tombstones(
+                    ep, f"{key} IN (SELECT {key} FROM {staged})", deleted=deleted
+                )
             if ep.history:
                 sql_history.add_versions(self, ep, staged, synced_at, run_id)
             return written
 
-    def _apply_tombstones(self, ep: Endpoint, where: str, params: Sequence[Any] = ()) -> int:
+    def _apply_tombstones(
+        self,
+        ep: Endpoint,
+        where: str,
+        params: Sequence[Any] = (),
+        *,
+        deleted: frozenset[str] | None = None,
+    ) -> int:
         """Soft-delete rows of `ep` (matching `where`) that a recorded deletion covers.
 
         A row whose version is newer than the deletion stays live. Deletions of a parent
         (an order) cover its children (its items) through the cascade's linking column.
+        `deleted`, read in the same transaction: the endpoints that have recorded webhook
+        deletions; an UPDATE for any other would find nothing.
         """
         ep = self.governed(ep)
         sql = self.table_sql(ep)
         upd = quote(sql.update_column) if sql.update_column else "NULL"
-        links = [(ep, quote(ep.column_key))]
-        links += [
-            (event.endpoint, quote(column))
-            for event in DELETION_EVENTS.values()
-            if event.cascade and event.cascade[0].name == ep.name
-            for column in [event.cascade[1]]
-        ]
         gone: list[tuple[Any, ...]] = []
-        for source, column in links:
+        for source, column in tombstone_links(ep, deleted):
             gone.extend(
                 self.execute(
                     f"UPDATE {sql.table} AS cur SET _deleted_at = d.deleted_at, "
@@ -412,6 +428,15 @@ class SqlDestination(ABC):
             )
         self._redraw_history(ep, [k for (k,) in gone])
         return len(gone)
+
+    def _webhook_deletions(self) -> frozenset[str]:
+        """The endpoints that have webhook deletions recorded (read once per batch group,
+        rather than an UPDATE per batch that mostly finds nothing)."""
+        rows = self.execute(
+            f"SELECT DISTINCT endpoint FROM {self.s}.{DELETIONS_TABLE} "
+            f"WHERE {DeletionReason.is_webhook_sql('reason')}"
+        )
+        return frozenset(str(endpoint) for (endpoint,) in rows)
 
     def _redraw_history(self, ep: Endpoint, keys: Sequence[str]) -> None:
         """Rows of these keys were soft-deleted: their last versions close."""
@@ -524,24 +549,27 @@ class SqlDestination(ABC):
 
     def _save_state(self, ep: Endpoint, commit: Commit, now: datetime) -> None:
         table = f"{self.s}.{STATE_TABLE}"
-        self.execute(
-            f"INSERT INTO {table} (endpoint, updated_at) VALUES (?, ?) "
-            "ON CONFLICT (endpoint) DO UPDATE SET updated_at = excluded.updated_at",
-            [ep.name, now],
-        )
-        if commit.keep_checkpoint:
+        columns = ["updated_at"]
+        values: list[Any] = [now]
+        if commit.keep_checkpoint:  # one statement for a batch's usual state
             cp = commit.checkpoint
-            self.execute(
-                f"UPDATE {table} SET checkpoint_start = ?, checkpoint_end = ?, "
-                "checkpoint_url = ?, checkpoint_watermark = ? WHERE endpoint = ?",
-                [
-                    cp.window_start if cp else None,
-                    cp.window_end if cp else None,
-                    cp.next_url if cp else None,
-                    cp.watermark_after if cp else None,
-                    ep.name,
-                ],
+            columns += [
+                "checkpoint_start",
+                "checkpoint_end",
+                "checkpoint_url",
+                "checkpoint_watermark",
+            ]
+            values += (
+                [cp.window_start, cp.window_end, cp.next_url, cp.watermark_after]
+                if cp
+                else [None] * 4
             )
+        self.execute(
+            f"INSERT INTO {table} (endpoint, {', '.join(columns)}) "
+            f"VALUES (?{', ?' * len(columns)}) ON CONFLICT (endpoint) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in columns),
+            [ep.name, *values],
+        )
         if commit.watermark is not None and commit.watermark_replaces:
             self.execute(
                 f"UPDATE {table} SET watermark = ? WHERE endpoint = ?", [commit.watermark, ep.name]
@@ -636,6 +664,27 @@ class SqlDestination(ABC):
                 )
                 counts[ep.name] = (int(live or 0), int(deleted or 0))
         return StatusFacts(watermarks, runs, counts)
+
+
+def tombstone_links(ep: Endpoint, deleted: frozenset[str] | None) -> list[tuple[Endpoint, str]]:
+    """Whose recorded deletions cover rows of `ep`, and through which of its columns
+    (quoted): its own, by its key, and a parent's through the cascade's linking column.
+    `deleted`: the endpoints that have recorded webhook deletions, if known (others are left
+    out: an UPDATE for them would find nothing)."""
+    links = [(ep, quote(ep.column_key))]
+    links += [
+        (event.endpoint, quote(event.cascade[1]))
+        for event in DELETION_EVENTS.values()
+        if event.cascade and event.cascade[0].name == ep.name
+    ]
+    return [link for link in links if deleted is None or link[0].name in deleted]
+
+
+def _deletable_rows(writes: Sequence[BatchWrite]) -> bool:
+    return any(
+        ep.name in DELETABLE_NAMES and batch is not None and batch.num_rows
+        for ep, batch, _ in writes
+    )
 
 
 def _utc(value: datetime | None) -> datetime | None:
