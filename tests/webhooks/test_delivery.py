@@ -161,3 +161,38 @@ def test_sigkill_mid_delivery_loses_nothing(tmp_path):
         stop_process(receiver)
     assert receiver.returncode == 0, log.read_text()  # a clean stop on SIGTERM
     assert "Traceback" not in log.read_text()
+
+
+def test_the_deliverer_outlives_an_error_from_the_http_stack_and_sends_again():
+    """A receiver killed mid-request once surfaced from httpcore as an AttributeError, which
+    stopped the deliverer for good; it is now a failed attempt like any other."""
+    import asyncio
+
+    from ogsync.simulator.deliver import WebhookDeliverer
+
+    answers = [AttributeError("'NoneType' object has no attribute 'getpeername'")]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if answers:
+            raise answers.pop()
+        return httpx.Response(204)
+
+    async def deliver() -> WebhookDeliverer:
+        deliverer = WebhookDeliverer(
+            "http://receiver.test/webhooks",
+            [SECRET],
+            retry_base_seconds=0.01,
+            transport=httpx.MockTransport(handle),
+        )
+        deliverer.start()
+        deliverer.enqueue([{"id": "evt-1", "type": "order.delete", "object": {}}])
+        for _ in range(200):
+            if not deliverer.pending:
+                break
+            await asyncio.sleep(0.01)
+        await deliverer.stop()
+        return deliverer
+
+    deliverer = asyncio.run(deliver())
+    assert deliverer.sent_ids == ["evt-1"]
+    assert (deliverer.stats.attempts, deliverer.stats.failed_attempts) == (2, 1)

@@ -57,8 +57,10 @@ class WebhookDeliverer:
         retry_max_seconds: float = 600.0,
         max_attempts: int = 60,
         timeout_seconds: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url
+        self._transport = transport  # tests shape errors here
         self.secrets = secrets
         self.rng = random.Random(seed ^ 0xB00C)
         self.duplicates = duplicates
@@ -112,7 +114,7 @@ class WebhookDeliverer:
             self._task = None
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
+        async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
             while True:
                 if not self._queue:
                     self._wake.clear()
@@ -143,6 +145,11 @@ class WebhookDeliverer:
             ok = 200 <= response.status_code < 300
         except httpx.HTTPError as exc:
             log.debug("webhook %s not delivered: %s", item.event_id, exc)
+            ok = False
+        except Exception as exc:
+            # A receiver killed mid-request can surface from the HTTP stack as another error
+            # (seen: AttributeError on the torn-down socket); the deliverer must outlive it.
+            log.debug("webhook %s not delivered: %r", item.event_id, exc)
             ok = False
         if ok:
             self.stats.delivered += 1
