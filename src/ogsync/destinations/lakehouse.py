@@ -145,7 +145,7 @@ class LakehouseDestination:
 
     def load_states(self) -> Mapping[str, EndpointState]:
         with self._mutex:
-            self._books_kept()
+            self._keep_deferred_books()
         states = {}
         for row in self._sql("SELECT * FROM s", s=self._read(STATE_TABLE)).to_pylist():
             cp = None
@@ -161,7 +161,7 @@ class LakehouseDestination:
 
     def load_backfill(self, ep: Endpoint) -> dict[tuple[datetime, datetime], str | None]:
         with self._mutex:
-            self._books_kept()
+            self._keep_deferred_books()
         rows = self._sql(
             "SELECT window_start, window_end, next_url, done_at FROM b WHERE endpoint = ?",
             [ep.name],
@@ -174,7 +174,7 @@ class LakehouseDestination:
 
     def status_facts(self, endpoints: Iterable[Endpoint]) -> StatusFacts:
         with self._mutex:
-            self._books_kept()
+            self._keep_deferred_books()
         existing = self._existing()
         watermarks = {
             r["endpoint"]: r["watermark"]
@@ -325,7 +325,7 @@ class LakehouseDestination:
         self._deferred, self._deferred_runs = [], {}
         self._books_kept_at = time.monotonic()
 
-    def _books_kept(self) -> None:
+    def _keep_deferred_books(self) -> None:
         """Before the state or the run log is read: what a writer deferred is written."""
         if self._lock is not None and (self._deferred or self._deferred_runs):
             self._writable()
@@ -634,7 +634,7 @@ class LakehouseDestination:
                 return
             self._lock.check()  # a compaction is a commit: only while the lock is held
             if time.monotonic() - self._books_kept_at >= BOOKKEEPING_EVERY:
-                self._books_kept()  # the next batch may be near: only when due
+                self._keep_deferred_books()  # the next batch may be near: only when due
             for name in sorted(self._existing()):
                 if self.store.file_count(name) > COMPACT_AFTER_FILES:
                     self.store.compact(name)
@@ -662,7 +662,7 @@ class LakehouseDestination:
         with self._mutex:
             try:
                 try:
-                    self._books_kept()
+                    self._keep_deferred_books()
                 except Exception as exc:  # their rows are committed: the next run fetches again
                     log.warning("could not write the run log and state at close: %s", exc)
                 self.store.close()

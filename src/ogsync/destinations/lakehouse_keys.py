@@ -6,7 +6,8 @@ of its size; instead each endpoint's keys are read once per writer and then kept
 with every commit this writer makes. Only the writer holding the lakehouse's lock commits to
 it, so nothing else can change a table meanwhile; a commit that fails (or may have half
 succeeded) drops the endpoint's keys, which are read again from the table when next needed.
-A million keys take about 70 MB.
+A million keys take about 70 MB, which the working DuckDB's memory limit lets it spill to
+disk (`lakehouse.working_db`), so the writer's memory does not grow with its tables.
 """
 
 from __future__ import annotations
