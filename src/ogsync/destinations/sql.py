@@ -348,13 +348,23 @@ class SqlDestination(ABC):
             for f in ep.fields
         ]
 
-    def upsert_statement(self, ep: Endpoint, staged: str, batch: pa.Table) -> str:
+    def upsert_statement(
+        self,
+        ep: Endpoint,
+        staged: str,
+        batch: pa.Table,
+        *,
+        new_only: bool = False,
+        skip: str | None = None,
+    ) -> str:
         """The newer-wins upsert of a staged batch. A batch whose keys repeat is first cut to
-        one copy a key (`TableSql.dedupe_order`); most batches' keys don't, and skip that."""
+        one copy a key (`TableSql.dedupe_order`); most batches' keys don't, and skip that.
+
+        `new_only`: insert only the keys not stored yet, and return them. `skip`: a relation
+        of keys (its column `key`) to leave out."""
         sql = self.table_sql(ep)
         selected = self.typed_columns(ep)
         names = [quote(c) for c in sql.columns] + list(META_COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in names)
         key = quote(sql.key)
         keys = batch.column(sql.key)
         if pc.count_distinct(keys, mode="all").as_py() == batch.num_rows:
@@ -364,12 +374,16 @@ class SqlDestination(ABC):
             undated = upd is not None and batch.column(upd).null_count > 0
             order = sql.dedupe_order(undated)
             newest = f"SELECT DISTINCT ON ({key}) * FROM {staged} ORDER BY {key}, {order}"
-        return (
+        left_out = f" WHERE {key} NOT IN (SELECT key FROM {skip})" if skip else ""
+        insert = (
             f"INSERT INTO {sql.table} AS cur ({', '.join(names)}) "
             f"SELECT {', '.join(selected)}, CAST(_raw AS {self.dialect.json}), _updated_latest, "
-            f"CAST(? AS TIMESTAMPTZ), ?, NULL, NULL FROM ({newest}) AS newest "
-            f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {sql.newer_wins()}"
+            f"CAST(? AS TIMESTAMPTZ), ?, NULL, NULL FROM ({newest}) AS newest{left_out} "
         )
+        if new_only:
+            return insert + f"ON CONFLICT ({key}) DO NOTHING RETURNING {key}"
+        updates = ", ".join(f"{c} = excluded.{c}" for c in names)
+        return insert + f"ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {sql.newer_wins()}"
 
     def _upsert(
         self,
@@ -383,15 +397,37 @@ class SqlDestination(ABC):
         """`deleted`: the endpoints with recorded webhook deletions, if known."""
         ep = self.governed(ep)
         with self.stage(f"ogsync_batch_{ep.name}", batch) as staged:
-            written = self.upserted(self.upsert_statement(ep, staged, batch), [synced_at, run_id])
+            if ep.history:
+                written, all_new = self._insert_then_update(ep, staged, batch, synced_at, run_id)
+            else:
+                statement = self.upsert_statement(ep, staged, batch)
+                written, all_new = self.upserted(statement, [synced_at, run_id]), False
             if ep.name in DELETABLE_NAMES:  # deletions that arrived before these records did
                 key = quote(ep.column_key)
                 self._apply_tombstones(
                     ep, f"{key} IN (SELECT {key} FROM {staged})", deleted=deleted
                 )
             if ep.history:
-                sql_history.add_versions(self, ep, staged, synced_at, run_id)
+                sql_history.add_versions(self, ep, staged, synced_at, run_id, none_kept=all_new)
             return written
+
+    def _insert_then_update(
+        self, ep: Endpoint, staged: str, batch: pa.Table, synced_at: datetime, run_id: str
+    ) -> tuple[int, bool]:
+        """The upsert in two steps, the keys not stored yet and then newer versions of the
+        others: (rows written, whether every key was new). A key new to the table has no
+        version in its history either, so the history need not look for the batch's
+        versions there, which for a warehouse that finds them by scanning (DuckDB) costs a
+        scan of the whole history a batch."""
+        params = [synced_at, run_id]
+        new = self.execute(self.upsert_statement(ep, staged, batch, new_only=True), params)
+        stored = pc.count_distinct(batch.column(ep.column_key), mode="all").as_py() - len(new)
+        if not stored:
+            return len(new), True
+        fresh = pa.table({"key": pa.array([k for (k,) in new], pa.string())})
+        with self.stage(f"ogsync_new_{ep.name}", fresh) as skip:
+            statement = self.upsert_statement(ep, staged, batch, skip=skip)
+            return len(new) + self.upserted(statement, params), False
 
     def _apply_tombstones(
         self,

@@ -87,23 +87,34 @@ def version_names(ep: Endpoint) -> str:
 
 
 def add_versions(
-    dest: SqlDestination, ep: Endpoint, staged: str, synced_at: object, run_id: str
+    dest: SqlDestination,
+    ep: Endpoint,
+    staged: str,
+    synced_at: object,
+    run_id: str,
+    *,
+    none_kept: bool = False,
 ) -> None:
     """Keep the versions of a staged batch not yet kept, and redraw the timelines of the keys
-    that need it."""
+    that need it. `none_kept`: every key of the batch is new to the current table, so the
+    history keeps no version of it (the two are written together) and is not searched."""
     at, run = "CAST(? AS TIMESTAMPTZ)", "CAST(? AS VARCHAR)"
     versions = _select_versions(dest, ep, staged, at, run)
-    insert_new_versions(dest, ep, versions, [synced_at, synced_at, run_id])
+    insert_new_versions(dest, ep, versions, [synced_at, synced_at, run_id], checked=not none_kept)
     # A version goes in as its key's only one would be drawn: current, valid from its own
     # time. Only the keys with another version or a deletion are drawn again; on a first
     # load that is almost none.
     table = history_table(dest, ep)
     key = quote(ep.column_key)
     current = dest.table_sql(ep).table
+    several = (
+        f"SELECT {key} FROM {staged} GROUP BY {key} HAVING count(*) > 1"
+        if none_kept
+        else f"SELECT s.{key} FROM (SELECT DISTINCT {key} FROM {staged}) AS s "
+        f"JOIN {table} AS h ON h.{key} = s.{key} GROUP BY s.{key} HAVING count(*) > 1"
+    )
     keys = (
-        f"SELECT s.{key} FROM (SELECT DISTINCT {key} FROM {staged}) AS s "
-        f"JOIN {table} AS h ON h.{key} = s.{key} GROUP BY s.{key} HAVING count(*) > 1 "
-        f"UNION SELECT {key} FROM {staged} WHERE {key} IN (SELECT record_id FROM "
+        f"{several} UNION SELECT {key} FROM {staged} WHERE {key} IN (SELECT record_id FROM "
         f"{dest.s}.{DELETIONS_TABLE} WHERE endpoint = ?) OR {key} IN (SELECT {key} FROM "
         f"{current} WHERE _deleted_at IS NOT NULL)"
     )
@@ -112,23 +123,32 @@ def add_versions(
 
 
 def insert_new_versions(
-    dest: SqlDestination, ep: Endpoint, versions: str, params: Sequence[object]
+    dest: SqlDestination,
+    ep: Endpoint,
+    versions: str,
+    params: Sequence[object],
+    *,
+    checked: bool = True,
 ) -> None:
     """Insert the rows of `versions` (a query, in `version_names` order) that are not kept
     yet, one per key and content, each current until its timeline is drawn, in a statement
-    every dialect runs."""
+    every dialect runs. `checked=False`: none of their keys has a version kept yet."""
     table = history_table(dest, ep)
     key = quote(ep.column_key)
     names = version_names(ep)
     # Without an update time, going back to an earlier content is a new version: only the
     # open version's content is the same version again.
     same = "" if ep.update_field else "AND h._valid_to IS NULL AND h._closed_reason IS NULL"
+    unkept = (
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} AS h WHERE h.{key} = v.{key} "
+        f"AND h._version_hash = v._version_hash {same})"
+        if checked
+        else ""
+    )
     dest.execute(
         f"INSERT INTO {table} ({names}, _is_current) SELECT {names}, TRUE FROM (SELECT v.*, "
         f"row_number() OVER (PARTITION BY v.{key}, v._version_hash ORDER BY v.{key}) AS "
-        f"_first FROM ({versions}) AS v WHERE NOT EXISTS (SELECT 1 FROM {table} AS h "
-        f"WHERE h.{key} = v.{key} AND h._version_hash = v._version_hash {same})) AS n "
-        "WHERE _first = 1",
+        f"_first FROM ({versions}) AS v {unkept}) AS n WHERE _first = 1",
         params,
     )
 
