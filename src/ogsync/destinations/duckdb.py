@@ -48,7 +48,7 @@ DUCKDB = Dialect(
     },
     json="JSON",
     comments=True,
-    history_key_index=False,
+    key_lookups=False,
 )
 
 # A log this large is written into the database file when the loader has nothing else to do.

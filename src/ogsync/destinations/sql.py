@@ -64,10 +64,13 @@ class Dialect:
     # The warehouse keeps COMMENT ON tables, views and columns: `prepare` writes the data
     # dictionary's descriptions there (ogsync.destinations.sql_dictionary).
     comments: bool = False
-    # An index on each history table's key. PostgreSQL looks a batch's keys up in it; DuckDB
-    # joins a batch to its history by hash over a scan and never reads the index, which would
-    # only hold memory that grows with the table.
-    history_key_index: bool = True
+    # The database finds a batch's keys in a table through indexes, one key at a time
+    # (PostgreSQL): each history table gets an index on its key, and a batch's checks are
+    # written as lookups by key, which its planner would otherwise answer with a scan of the
+    # whole table. DuckDB joins a batch to a table by hash over a columnar scan, which is
+    # cheap, and never reads such an index: it would only hold memory that grows with the
+    # table.
+    key_lookups: bool = True
 
     def column_type(self, kind: FieldType) -> str:
         return self.types[kind]

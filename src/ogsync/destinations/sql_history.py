@@ -56,7 +56,7 @@ def create_history(dest: SqlDestination, ep: Endpoint) -> bool:
         dest.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(name)} {kind}")
     key = quote(ep.column_key)
     index = quote(ep.name + "_history_key")
-    if dest.dialect.history_key_index:
+    if dest.dialect.key_lookups:
         dest.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {table} ({key})")
     else:  # a warehouse made before this knew better sheds its index
         dest.execute(f"DROP INDEX IF EXISTS {dest.s}.{index}")
@@ -94,29 +94,47 @@ def add_versions(
     run_id: str,
     *,
     none_kept: bool = False,
+    repeats: bool = True,
 ) -> None:
     """Keep the versions of a staged batch not yet kept, and redraw the timelines of the keys
     that need it. `none_kept`: every key of the batch is new to the current table, so the
-    history keeps no version of it (the two are written together) and is not searched."""
+    history keeps no version of it (the two are written together) and is not searched.
+    `repeats`: some key comes more than once in the batch."""
     at, run = "CAST(? AS TIMESTAMPTZ)", "CAST(? AS VARCHAR)"
     versions = _select_versions(dest, ep, staged, at, run)
-    insert_new_versions(dest, ep, versions, [synced_at, synced_at, run_id], checked=not none_kept)
+    params = [synced_at, synced_at, run_id]
+    insert_new_versions(dest, ep, versions, params, checked=not none_kept, repeats=repeats)
     # A version goes in as its key's only one would be drawn: current, valid from its own
     # time. Only the keys with another version or a deletion are drawn again; on a first
     # load that is almost none.
     table = history_table(dest, ep)
     key = quote(ep.column_key)
     current = dest.table_sql(ep).table
-    several = (
-        f"SELECT {key} FROM {staged} GROUP BY {key} HAVING count(*) > 1"
-        if none_kept
-        else f"SELECT s.{key} FROM (SELECT DISTINCT {key} FROM {staged}) AS s "
-        f"JOIN {table} AS h ON h.{key} = s.{key} GROUP BY s.{key} HAVING count(*) > 1"
+    lookups = dest.dialect.key_lookups
+    if none_kept and repeats:  # only the batch itself can hold two versions of a key
+        several = f"SELECT {key} FROM {staged} GROUP BY {key} HAVING count(*) > 1"
+    elif none_kept:
+        several = f"SELECT {key} FROM {staged} WHERE FALSE"
+    elif lookups:
+        several = (
+            f"SELECT DISTINCT s.{key} FROM {staged} AS s WHERE "
+            f"(SELECT count(*) FROM {table} AS h WHERE h.{key} = s.{key}) > 1"
+        )
+    else:
+        several = (
+            f"SELECT s.{key} FROM (SELECT DISTINCT {key} FROM {staged}) AS s "
+            f"JOIN {table} AS h ON h.{key} = s.{key} GROUP BY s.{key} HAVING count(*) > 1"
+        )
+    deleted = (  # the batch's keys whose current row is soft-deleted
+        f"SELECT s.{key} FROM {staged} AS s WHERE "
+        f"(SELECT c._deleted_at FROM {current} AS c WHERE c.{key} = s.{key}) IS NOT NULL"
+        if lookups
+        else f"SELECT {key} FROM {staged} WHERE {key} IN (SELECT {key} FROM {current} "
+        "WHERE _deleted_at IS NOT NULL)"
     )
     keys = (
         f"{several} UNION SELECT {key} FROM {staged} WHERE {key} IN (SELECT record_id FROM "
-        f"{dest.s}.{DELETIONS_TABLE} WHERE endpoint = ?) OR {key} IN (SELECT {key} FROM "
-        f"{current} WHERE _deleted_at IS NOT NULL)"
+        f"{dest.s}.{DELETIONS_TABLE} WHERE endpoint = ?) UNION {deleted}"
     )
     if dest.execute(f"SELECT 1 FROM ({keys}) AS k LIMIT 1", [ep.name]):
         redraw(dest, ep, keys, (ep.name,))
@@ -129,10 +147,12 @@ def insert_new_versions(
     params: Sequence[object],
     *,
     checked: bool = True,
+    repeats: bool = True,
 ) -> None:
     """Insert the rows of `versions` (a query, in `version_names` order) that are not kept
     yet, one per key and content, each current until its timeline is drawn, in a statement
-    every dialect runs. `checked=False`: none of their keys has a version kept yet."""
+    every dialect runs. `checked=False`: none of their keys has a version kept yet;
+    `repeats=False`: no key comes twice among them."""
     table = history_table(dest, ep)
     key = quote(ep.column_key)
     names = version_names(ep)
@@ -145,6 +165,13 @@ def insert_new_versions(
         if checked
         else ""
     )
+    if not repeats:  # one row a key: no copies of a version to leave out
+        dest.execute(
+            f"INSERT INTO {table} ({names}, _is_current) SELECT {names}, TRUE "
+            f"FROM ({versions}) AS v {unkept}",
+            params,
+        )
+        return
     dest.execute(
         f"INSERT INTO {table} ({names}, _is_current) SELECT {names}, TRUE FROM (SELECT v.*, "
         f"row_number() OVER (PARTITION BY v.{key}, v._version_hash ORDER BY v.{key}) AS "
