@@ -71,11 +71,16 @@ def _select_versions(
     sql = dest.table_sql(ep)
     columns = dest.typed_columns(ep)
     upd = quote(sql.update_column) if sql.update_column else "NULL"
+    # The record is read as JSON once, for the column and its hash (a PostgreSQL JSONB parse
+    # costs more than the rest of the row): OFFSET 0 keeps a planner from copying the cast
+    # into both places. The hash is the same as of the text: a cast to JSON keeps DuckDB's
+    # text as it is, and PostgreSQL's hash is of the JSONB.
     return (
-        f"SELECT {', '.join(columns)}, CAST(_raw AS {dest.dialect.json}) AS _raw, "
+        f"SELECT {', '.join(columns)}, _ogsync_json AS _raw, "
         f"coalesce({upd}, CAST(? AS TIMESTAMPTZ)) AS _valid_from, "
-        f"{dest.dialect.content_hash('_raw')} AS _version_hash, _updated_latest, "
-        f"{synced_at} AS _synced_at, {run_id} AS _run_id FROM {source}"
+        f"{dest.dialect.content_hash('_ogsync_json')} AS _version_hash, _updated_latest, "
+        f"{synced_at} AS _synced_at, {run_id} AS _run_id FROM (SELECT *, "
+        f"CAST(_raw AS {dest.dialect.json}) AS _ogsync_json FROM {source} OFFSET 0) AS r"
     )
 
 
