@@ -209,7 +209,8 @@ def test_a_late_version_is_slotted_in_and_a_deletion_closes_the_current_one(wh):
 def test_a_batch_of_new_keys_and_a_batch_mixing_new_and_stored_ones(wh):
     """A batch whose keys are all new skips the search of the history; its keys that come
     twice are still two versions on one timeline. A batch mixing new keys with stored ones
-    writes each once: the new inserted, the stored updated only where newer."""
+    writes each once: the new inserted, the stored updated only where newer; after it, the
+    writer upserts that endpoint in one statement, with the same outcome."""
     write(wh, [order("o1", "2025-01-01 10:00:00", 1), order("o2", "2025-01-01 10:00:00", 1),
                order("o1", "2025-01-02 10:00:00", 5)], "r1")  # fmt: skip
     rows = history(wh, ORDERS)
@@ -218,21 +219,30 @@ def test_a_batch_of_new_keys_and_a_batch_mixing_new_and_stored_ones(wh):
     ]  # fmt: skip
     assert rows[0]["_valid_to"] == rows[1]["_valid_from"]
     dest = ready(wh)
-    records = [
+    run = RunLog("r2", "orders", RunKind.SYNC, datetime.now(UTC))
+    mixed = [
         order("o3", "2025-01-03 10:00:00", 1),  # new
         order("o1", "2025-01-01 10:00:00", 1),  # a version kept already, older than o1's
         order("o2", "2025-01-04 10:00:00", 7),  # newer
         order("o4", "2025-01-03 10:00:00", 1),  # new
     ]
-    table, _ = type_records(ORDERS, records, CHICAGO)
-    run = RunLog("r2", "orders", RunKind.SYNC, datetime.now(UTC))
-    (result,) = dest.write([(ORDERS, table, Commit(run))])
-    assert result.written == 3  # o3, o4 inserted, o2 updated; o1 is older than its row
+    then = [
+        order("o5", "2025-01-05 10:00:00", 1),  # new
+        order("o3", "2025-01-06 10:00:00", 9),  # newer
+        order("o4", "2025-01-03 10:00:00", 1),  # the same version again
+    ]
+    written = []
+    for records in (mixed, then):
+        table, _ = type_records(ORDERS, records, CHICAGO)
+        (result,) = dest.write([(ORDERS, table, Commit(run))])
+        written.append(result.written)
+    assert written == [3, 3]  # o1 is older than its row; o4 again is written again
     current = wh.table("orders")
     assert {k: orjson.loads(r["_raw"])["status"] for k, r in current.items()} == {
-        "o1": 5, "o2": 7, "o3": 1, "o4": 1,
+        "o1": 5, "o2": 7, "o3": 9, "o4": 1, "o5": 1,
     }  # fmt: skip
-    assert len(history(wh, ORDERS)) == 6  # o1 twice, o2 twice, o3, o4: no copy of o1's
+    # o1 twice, o2 twice, o3 twice, o4, o5: no second copy of o1's or o4's versions
+    assert len(history(wh, ORDERS)) == 8
     assert_timelines(wh, ORDERS)
 
 
