@@ -358,6 +358,7 @@ class SqlDestination(ABC):
         staged: str,
         batch: pa.Table,
         *,
+        repeats: bool,
         new_only: bool = False,
         skip: str | None = None,
     ) -> str:
@@ -370,8 +371,7 @@ class SqlDestination(ABC):
         selected = self.typed_columns(ep)
         names = [quote(c) for c in sql.columns] + list(META_COLUMNS)
         key = quote(sql.key)
-        keys = batch.column(sql.key)
-        if pc.count_distinct(keys, mode="all").as_py() == batch.num_rows:
+        if not repeats:
             newest = f"SELECT * FROM {staged}"
         else:
             upd = sql.update_column
@@ -400,14 +400,18 @@ class SqlDestination(ABC):
     ) -> int:
         """`deleted`: the endpoints with recorded webhook deletions, if known."""
         ep = self.governed(ep)
+        distinct = pc.count_distinct(batch.column(ep.column_key), mode="all").as_py()
+        repeats = distinct < batch.num_rows
         with self.stage(f"ogsync_batch_{ep.name}", batch) as staged:
             all_new = False
             if ep.history and ep.name not in self._met_stored_keys:
-                written, all_new = self._insert_then_update(ep, staged, batch, synced_at, run_id)
+                written, all_new = self._insert_then_update(
+                    ep, staged, batch, distinct, [synced_at, run_id]
+                )
                 if not all_new:
                     self._met_stored_keys |= {ep.name}
             else:
-                statement = self.upsert_statement(ep, staged, batch)
+                statement = self.upsert_statement(ep, staged, batch, repeats=repeats)
                 written = self.upserted(statement, [synced_at, run_id])
             if ep.name in DELETABLE_NAMES:  # deletions that arrived before these records did
                 key = quote(ep.column_key)
@@ -415,8 +419,6 @@ class SqlDestination(ABC):
                     ep, f"{key} IN (SELECT {key} FROM {staged})", deleted=deleted
                 )
             if ep.history:
-                keys = batch.column(ep.column_key)
-                repeats = pc.count_distinct(keys, mode="all").as_py() < batch.num_rows
                 sql_history.add_versions(
                     self, ep, staged, synced_at, run_id, none_kept=all_new, repeats=repeats
                 )
@@ -429,21 +431,21 @@ class SqlDestination(ABC):
     _met_stored_keys: frozenset[str] = frozenset()
 
     def _insert_then_update(
-        self, ep: Endpoint, staged: str, batch: pa.Table, synced_at: datetime, run_id: str
+        self, ep: Endpoint, staged: str, batch: pa.Table, distinct: int, params: list[Any]
     ) -> tuple[int, bool]:
         """The upsert in two steps, the keys not stored yet and then newer versions of the
         others: (rows written, whether every key was new). A key new to the table has no
         version in its history either, so the history need not look for the batch's
         versions there, which for a warehouse that finds them by scanning (DuckDB) costs a
-        scan of the whole history a batch."""
-        params = [synced_at, run_id]
-        new = self.execute(self.upsert_statement(ep, staged, batch, new_only=True), params)
-        stored = pc.count_distinct(batch.column(ep.column_key), mode="all").as_py() - len(new)
-        if not stored:
+        scan of the whole history a batch. `distinct`: how many keys the batch has."""
+        repeats = distinct < batch.num_rows
+        statement = self.upsert_statement(ep, staged, batch, repeats=repeats, new_only=True)
+        new = self.execute(statement, params)
+        if len(new) == distinct:
             return len(new), True
         fresh = pa.table({"key": pa.array([k for (k,) in new], pa.string())})
         with self.stage(f"ogsync_new_{ep.name}", fresh) as skip:
-            statement = self.upsert_statement(ep, staged, batch, skip=skip)
+            statement = self.upsert_statement(ep, staged, batch, repeats=repeats, skip=skip)
             return len(new) + self.upserted(statement, params), False
 
     def _apply_tombstones(

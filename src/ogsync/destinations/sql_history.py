@@ -116,31 +116,33 @@ def add_versions(
     key = quote(ep.column_key)
     current = dest.table_sql(ep).table
     lookups = dest.dialect.key_lookups
+    # The keys drawn again: those with another version, in the batch or kept before...
+    branches = []
     if none_kept and repeats:  # only the batch itself can hold two versions of a key
-        several = f"SELECT {key} FROM {staged} GROUP BY {key} HAVING count(*) > 1"
-    elif none_kept:
-        several = f"SELECT {key} FROM {staged} WHERE FALSE"
-    elif lookups:
-        several = (
+        branches.append(f"SELECT {key} FROM {staged} GROUP BY {key} HAVING count(*) > 1")
+    elif not none_kept and lookups:
+        branches.append(
             f"SELECT DISTINCT s.{key} FROM {staged} AS s WHERE "
             f"(SELECT count(*) FROM {table} AS h WHERE h.{key} = s.{key}) > 1"
         )
-    else:
-        several = (
+    elif not none_kept:
+        branches.append(
             f"SELECT s.{key} FROM (SELECT DISTINCT {key} FROM {staged}) AS s "
             f"JOIN {table} AS h ON h.{key} = s.{key} GROUP BY s.{key} HAVING count(*) > 1"
         )
-    deleted = (  # the batch's keys whose current row is soft-deleted
+    # ... those a webhook deleted, and those whose current row is soft-deleted.
+    branches.append(
+        f"SELECT {key} FROM {staged} WHERE {key} IN (SELECT record_id FROM "
+        f"{dest.s}.{DELETIONS_TABLE} WHERE endpoint = ?)"
+    )
+    branches.append(
         f"SELECT s.{key} FROM {staged} AS s WHERE "
         f"(SELECT c._deleted_at FROM {current} AS c WHERE c.{key} = s.{key}) IS NOT NULL"
         if lookups
         else f"SELECT {key} FROM {staged} WHERE {key} IN (SELECT {key} FROM {current} "
         "WHERE _deleted_at IS NOT NULL)"
     )
-    keys = (
-        f"{several} UNION SELECT {key} FROM {staged} WHERE {key} IN (SELECT record_id FROM "
-        f"{dest.s}.{DELETIONS_TABLE} WHERE endpoint = ?) UNION {deleted}"
-    )
+    keys = " UNION ".join(branches)
     if dest.execute(f"SELECT 1 FROM ({keys}) AS k LIMIT 1", [ep.name]):
         redraw(dest, ep, keys, (ep.name,))
 
