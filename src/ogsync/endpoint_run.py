@@ -254,6 +254,8 @@ class EndpointRun:
             if rejected:
                 log.warning("%s: %d records set aside in _ogsync_rejected (%s)",
                             ep.name, len(rejected), rejected[0].reason)  # fmt: skip
+            if batch is not None:
+                ctx.destination.ready(ep, batch)
             self._settle()  # at most one batch waits on the warehouse
             self._count()
             commit = batch_commit(

@@ -652,6 +652,62 @@ def test_a_nul_character_does_not_stop_the_batch(wh):
     assert raw(rows["o-nul"])["public_id"] == "o-nul"
 
 
+def test_a_batch_made_ready_by_its_worker_lands_as_one_that_was_not(wh):
+    """A sync hands each batch to `ready` in its worker's thread before the writer takes it
+    (PostgreSQL encodes its COPY there); what lands must not depend on that."""
+    dest = prepared(wh)
+    tricky = [
+        rec(ORDERS, "quotes", "2025-01-15 10:00:00", rejected_message='a,b\n"c"\\d\tend',
+            extra_data=orjson.dumps({"q": '"', "nul": "x\x00y", "😀": [1, None]}).decode(),
+            total="12.34", status=5, locked=True),
+        rec(ORDERS, "nulls", None, rejected_message=None, total=None),
+        rec(ORDERS, "nul", "2025-07-04T08:30:00", rejected_message="before\x00after"),
+    ]  # fmt: skip
+
+    def keyed(prefix: str) -> list[dict[str, Any]]:
+        return [{**r, "public_id": prefix + r["public_id"]} for r in tricky]
+
+    made_ready = batch(ORDERS, keyed("ready-"))
+    dest.ready(ORDERS, made_ready)
+    (result,) = dest.write([(ORDERS, made_ready, commit(ORDERS))])
+    assert result.written == 3
+    assert write(dest, ORDERS, keyed("plain-"), run_id="run-2") == (3, 0)
+    rows = wh.table("orders")
+    assert len(rows) == 6
+    varying = {"public_id", "_raw", "_synced_at", "_run_id"}
+    for record in tricky:
+        ready_row, plain_row = (
+            rows["ready-" + record["public_id"]],
+            rows["plain-" + record["public_id"]],
+        )
+        assert {k: v for k, v in ready_row.items() if k not in varying} == {
+            k: v for k, v in plain_row.items() if k not in varying
+        }, record["public_id"]
+        assert raw(ready_row) == {**raw(plain_row), "public_id": ready_row["public_id"]}
+    assert rows["ready-quotes"]["rejected_message"] == 'a,b\n"c"\\d\tend'
+
+
+def test_postgresql_copies_the_csv_its_worker_made_and_keeps_it_no_longer_than_the_batch(
+    pg_wh,
+):
+    dest = prepared(pg_wh)
+    assert isinstance(dest, PostgresDestination)
+    records = [rec(ORDERS, f"o-{i}", "2025-01-15 10:00:00", total=f"{i}.5") for i in range(3)]
+    made_ready = batch(ORDERS, records)
+    dest.ready(ORDERS, made_ready)
+    assert len(dest._encoded._csv) == 1
+    dest.write([(ORDERS, made_ready, commit(ORDERS))])
+    assert dest._encoded._csv == {}  # taken by the write
+    assert {k: r["total"] for k, r in pg_wh.table("orders").items()} == {
+        f"o-{i}": Decimal(f"{i}.5") for i in range(3)
+    }
+    dropped = batch(ORDERS, records)
+    dest.ready(ORDERS, dropped)  # a batch never written (its run stopped): freed with it
+    assert len(dest._encoded._csv) == 1
+    del dropped
+    assert dest._encoded._csv == {}
+
+
 def test_rejected_input_is_kept_whole_with_its_reason(wh):
     dest = prepared(wh)
     payload = '{"public_id": 5, "note": "50% off"}'

@@ -237,6 +237,12 @@ class Destination(WarehouseReader, Protocol):
         such orders."""
         ...
 
+    def ready(self, ep: Endpoint, batch: pa.Table) -> None:
+        """Called in the thread that typed `batch`, before it is queued for `write`: work on
+        it that needs no connection (encoding it for the warehouse) is done there, beside
+        the single writer rather than on it. Never touches the connection."""
+        ...
+
     def idle(self) -> None:
         """Nothing waits to be written: a moment for housekeeping that would otherwise wait
         for the end of the run."""

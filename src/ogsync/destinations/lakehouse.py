@@ -626,6 +626,10 @@ class LakehouseDestination:
 
     # -- upkeep --------------------------------------------------------------------------
 
+    def ready(self, ep: Endpoint, batch: pa.Table) -> None:
+        """The batch is written as it is."""
+        return
+
     def idle(self) -> None:
         """Write the deferred bookkeeping once due (the API is slow: batches come seldom),
         and compact the tables whose latest commit reads too many files."""

@@ -14,6 +14,7 @@ import contextlib
 import io
 import logging
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -38,6 +39,7 @@ from ogsync.destinations.sql_dictionary import comments_by_name
 from ogsync.destinations.sql_rules import RulesChanged
 from ogsync.endpoints import Endpoint, FieldType
 from ogsync.plan import EndpointState
+from ogsync.records import RAW
 
 if TYPE_CHECKING:
     from ogsync.webhooks.inbox import GroupCommitInbox
@@ -96,7 +98,12 @@ def masked(url: str) -> str:
     return shown.replace(secret, "***") if secret else shown
 
 
-def _staging_type(kind: pa.DataType) -> str:
+def _staging_type(field: pa.Field) -> str:
+    kind = field.type
+    if field.name == RAW:
+        # The record is parsed once, by COPY: the current table's insert and the history's
+        # then copy the JSONB, where each cast from text had parsed it again.
+        return "JSONB"
     if pa.types.is_timestamp(kind):
         return "TIMESTAMPTZ"
     if pa.types.is_date(kind):
@@ -121,6 +128,32 @@ def _without_nul(table: pa.Table) -> pa.Table:
     return table
 
 
+def _csv(table: pa.Table) -> bytes:
+    """The rows as COPY reads them."""
+    buffer = io.BytesIO()
+    pacsv.write_csv(_without_nul(table), buffer, pacsv.WriteOptions(include_header=False))
+    return buffer.getvalue()
+
+
+class _Encoded:
+    """Batches' CSV, made by the workers that typed them (`ready`), each kept while its
+    batch lives: the single writer then only sends it."""
+
+    def __init__(self) -> None:
+        self._csv: dict[int, tuple[weakref.ref[pa.Table], bytes]] = {}
+
+    def put(self, table: pa.Table, csv: bytes) -> None:
+        key = id(table)
+        self._csv[key] = (weakref.ref(table), csv)
+        weakref.finalize(table, self._csv.pop, key, None)
+
+    def take(self, table: pa.Table) -> bytes:
+        found = self._csv.pop(id(table), None)
+        if found is not None and found[0]() is table:
+            return found[1]
+        return _csv(table)
+
+
 class PostgresDestination(SqlDestination):
     dialect = POSTGRES
 
@@ -137,6 +170,7 @@ class PostgresDestination(SqlDestination):
         self.read_only = read_only  # a reader (`ogsync status`) takes no lock
         self.claims = sorted(set(claims)) if claims is not None else None
         self._password = _password(url)
+        self._encoded = _Encoded()
         self.conn = self._connect()
 
     # -- connection and lock -------------------------------------------------------------
@@ -217,20 +251,21 @@ class PostgresDestination(SqlDestination):
 
     @contextlib.contextmanager
     def stage(self, name: str, table: pa.Table) -> Iterator[str]:
-        columns = ", ".join(f"{quote(f.name)} {_staging_type(f.type)}" for f in table.schema)
+        columns = ", ".join(f"{quote(f.name)} {_staging_type(f)}" for f in table.schema)
         self.conn.execute(f"CREATE TEMP TABLE {name} ({columns}) ON COMMIT DROP")
-        buffer = io.BytesIO()
-        pacsv.write_csv(_without_nul(table), buffer, pacsv.WriteOptions(include_header=False))
         with (
             self.conn.cursor() as cursor,
             cursor.copy(f"COPY {name} FROM STDIN (FORMAT csv)") as copy,
         ):
-            copy.write(buffer.getvalue())
+            copy.write(self._encoded.take(table))
         try:
             yield name
         finally:
             with contextlib.suppress(psycopg.Error):
                 self.conn.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def ready(self, ep: Endpoint, batch: pa.Table) -> None:
+        self._encoded.put(batch, _csv(batch))
 
     def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
         return self._reconnecting(lambda: SqlDestination.write(self, writes))

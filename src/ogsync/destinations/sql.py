@@ -303,6 +303,10 @@ class SqlDestination(ABC):
         )
         return {(start, end): None if done else link for start, end, link, done in rows}
 
+    def ready(self, ep: Endpoint, batch: pa.Table) -> None:
+        """Nothing to prepare by default: the batch is staged as it is."""
+        return
+
     def idle(self) -> None:
         """Nothing to tidy by default."""
         return
