@@ -147,6 +147,37 @@ def test_a_sync_that_waits_on_the_api_checkpoints_as_it_goes(db, monkeypatch):
     assert len(logs) >= 3 and any(drops), logs
 
 
+def test_a_loading_sync_checkpoints_after_writes_on_more_threads_and_goes_back_to_one(
+    db, monkeypatch
+):
+    """The loader writes the log into the file itself once it has grown past
+    `CHECKPOINT_BYTES`, on more threads than its statements get (DuckDB's own checkpoint
+    runs in a commit, on the statements' one thread)."""
+    import ogsync.destinations.duckdb as duck
+
+    bound = 96 * 1024
+    seen: list[tuple[int, int, str]] = []  # each checkpoint's log size before, after; threads
+    checkpoint = duck.DuckDBDestination._checkpoint
+
+    def watched(self: duck.DuckDBDestination, at_bytes: int) -> None:
+        wal = Path(f"{self.path}.wal")
+        before = wal.stat().st_size if wal.exists() else 0
+        checkpoint(self, at_bytes)
+        after = wal.stat().st_size if wal.exists() else 0
+        ((threads,),) = self.conn.execute("SELECT current_setting('threads')").fetchall()
+        if at_bytes == bound:  # after a write (idle moments use their own bound)
+            seen.append((before, after, str(threads)))
+
+    monkeypatch.setattr(duck, "CHECKPOINT_BYTES", bound)
+    monkeypatch.setattr(duck.DuckDBDestination, "_checkpoint", watched)
+    with simulator(records=3000, seed=14) as sim:
+        assert run_sync(sim, db, batch_records=150, max_workers=1).exit_code == 0
+        assert_equals_truth(sim, db)
+    assert len(seen) >= 5 and {threads for *_, threads in seen} == {"1"}
+    emptied = [(before, after) for before, after, _ in seen if before >= bound]
+    assert emptied and all(after < before for before, after in emptied), seen
+
+
 def test_never_more_than_one_request_at_a_time_on_an_endpoint(db):
     with (
         simulator(records=3000, seed=10, faults=_latency(15)) as sim,

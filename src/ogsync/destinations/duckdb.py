@@ -51,8 +51,15 @@ DUCKDB = Dialect(
     key_lookups=False,
 )
 
+# A log this large is written into the database file after a write. Checkpoints are rare while
+# loading: each rewrites row groups, which slows a large load. Data not yet checkpointed stays
+# in memory, so this also sets DuckDB's peak: the trade-off is measured by bench/sync.py.
+CHECKPOINT_BYTES = 192 * 2**20
 # A log this large is written into the database file when the loader has nothing else to do.
 IDLE_CHECKPOINT_BYTES = 16 * 2**20
+# DuckDB spreads a checkpoint's row groups over its threads: with two, one takes about 60% of
+# the time for the same CPU. Its statements run on one (see `__init__`).
+CHECKPOINT_THREADS = 2
 # How long a run waits for the file while a reader (`ogsync status`) has it open.
 LOCK_WAIT_SECONDS = 10.0
 # How often a run holding the file refreshes what `ogsync status` reads meanwhile.
@@ -126,13 +133,12 @@ class DuckDBDestination(SqlDestination):
         if not read_only:
             tighten(self.path, f"{self.path}.wal")
         self.conn.execute("SET TimeZone = 'UTC'")
-        # Checkpoint less often while loading (the default is every 16 MB of log): each
-        # checkpoint rewrites row groups, which slows a large load. Data not yet checkpointed
-        # stays in memory, so this also sets DuckDB's peak: the trade-off between the two is
-        # measured by bench/sync.py.
-        self.conn.execute("SET checkpoint_threshold = '192MB'")
+        # The loader checkpoints itself, on more threads (`_checkpoint`); DuckDB's own, in a
+        # commit on one thread, is left for what writes a larger log some other way.
+        self.conn.execute("SET checkpoint_threshold = '1GB'")
         # One thread: the loader shares the cores with the workers fetching and typing pages,
-        # and a second DuckDB thread there costs more CPU than it saves (bench/sync.py).
+        # and a second DuckDB thread for its statements costs more CPU than it saves
+        # (bench/sync.py).
         self.conn.execute("SET threads = 1")
         if memory_limit:
             try:
@@ -234,6 +240,7 @@ class DuckDBDestination(SqlDestination):
 
     def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
         results = self._with_memory(lambda: SqlDestination.write(self, writes))
+        self._with_memory(lambda: self._checkpoint(CHECKPOINT_BYTES))
         self._committed()
         return results
 
@@ -271,22 +278,36 @@ class DuckDBDestination(SqlDestination):
     def idle(self) -> None:
         """Checkpoint while the loader waits on the API, once the log has grown.
 
-        Checkpoints are rare while loading (see `checkpoint_threshold`), which leaves all the
+        Checkpoints are rare while loading (see `CHECKPOINT_BYTES`), which leaves all the
         writing to the end of the run; a run that waits on the API anyway does it as it goes.
         """
         if self.path == ":memory:":
             return
         self._committed()
+        self._checkpoint(IDLE_CHECKPOINT_BYTES)
+
+    def _checkpoint(self, at_bytes: int) -> None:
+        """Write the log into the database file once it holds `at_bytes`, on
+        `CHECKPOINT_THREADS` threads."""
+        if self.read_only or self.path == ":memory:":
+            return
         try:
             logged = Path(f"{self.path}.wal").stat().st_size
         except OSError:
             return
-        if logged >= IDLE_CHECKPOINT_BYTES:
+        if logged < at_bytes:
+            return
+        self.conn.execute(f"SET threads = {CHECKPOINT_THREADS}")
+        try:
             self.conn.execute("CHECKPOINT")
+        finally:
+            self.conn.execute("SET threads = 1")
 
     def close(self) -> None:
         if not self.read_only and self._snapshot_at:
             self._committed(force=True)
+        with contextlib.suppress(duckdb.Error):  # the checkpoint on close, on more threads
+            self.conn.execute(f"SET threads = {CHECKPOINT_THREADS}")
         self.conn.close()
 
 
