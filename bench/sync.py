@@ -5,7 +5,8 @@ another, and reports records/s, requests, the sync's peak memory, the CPU second
 system) each process spent on the full sync (per 100,000 records, and the simulator's per
 page: on a busy machine these move far less than wall time), and the ratio of wall time
 to the latency-bound limit (each endpoint's pages times the latency, endpoints placed on the
-workers as well as possible). Then an incremental run with no changes, which should make one
+workers as well as possible), and again at the time a lone request takes the simulator to
+answer (the latency plus its HTTP server's own work). Then an incremental run with no changes, which should make one
 request per incremental endpoint. For a lakehouse (delta, iceberg), then `maintain` with no
 retention: the data files the tables read before and after, and the files it deleted.
 
@@ -20,6 +21,7 @@ import argparse
 import heapq
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,9 +30,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import httpx
 import psycopg
 import pyarrow
 
+from ogsync.client import API_VERSION_HEADER, PAGE_SIZE
 from ogsync.endpoints import ENDPOINTS
 from ogsync.maintenance import Maintenance, maintain
 from ogsync.simulator.server import simulator_process
@@ -96,6 +100,20 @@ def latency_bound(pages: dict[str, int], latency_s: float, workers: int = WORKER
     for count in sorted(pages.values(), reverse=True):
         heapq.heapreplace(loads, loads[0] + count * latency_s)
     return max(loads)
+
+
+def lone_answer_s(url: str, api_key: str, requests: int = 20) -> float:
+    """How long one request alone takes the simulator to answer (median), asked as the sync
+    asks for a page: the latency it was given plus its HTTP server's own work, which no
+    client can save. The latency bound counts the latency alone."""
+    times = []
+    headers = {"x-api-key": api_key, API_VERSION_HEADER: "2"}
+    with httpx.Client(base_url=url, headers=headers) as client:
+        for _ in range(requests):
+            start = time.perf_counter()
+            client.get("/items/", params={"page_size": str(PAGE_SIZE)}).raise_for_status()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -245,6 +263,8 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
             OGSYNC_API_KEY=sim.api_key, OGSYNC_BASE_URL=sim.url, OGSYNC_DESTINATION=destination
         )
         control.advance(minutes=quiet_minutes)
+        answer = lone_answer_s(sim.url, sim.api_key) if args.latency_ms else None
+        control.reset_stats()
         first: tuple[str, ...] = ("sync",)
         if args.backfill_window:
             first = ("backfill", "--start", "2020-01-01", "--window", args.backfill_window)
@@ -270,6 +290,7 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
         if ep.incremental
     }
     bound = latency_bound(per_endpoint, args.latency_ms / 1000) if args.latency_ms else None
+    answer_bound = latency_bound(per_endpoint, answer) if answer else None
     summary = {
         "records": records,
         "pages": pages,
@@ -287,6 +308,9 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
         "latency_ms": args.latency_ms,
         "latency_bound_s": round(bound, 2) if bound else None,
         "wall_over_bound": round(wall / bound, 3) if bound else None,
+        "lone_answer_ms": round(answer * 1000, 2) if answer else None,
+        "answer_bound_s": round(answer_bound, 2) if answer_bound else None,
+        "wall_over_answer_bound": round(wall / answer_bound, 3) if answer_bound else None,
         "incremental_wall_s": round(inc_wall, 2),
         "incremental_exit_code": inc_code,
         "incremental_requests_per_endpoint": incremental,
@@ -323,6 +347,12 @@ def bench(args: argparse.Namespace, workdir: Path, destination: str) -> None:
     if bound:
         print(
             f"  latency-bound limit {bound:.1f} s; wall/limit {wall / bound:.3f} (target <= 1.05)"
+        )
+    if answer_bound and answer:
+        print(
+            f"  a lone request takes the simulator {answer * 1000:.1f} ms "
+            f"(latency {args.latency_ms:g} ms); at that, the limit is {answer_bound:.1f} s "
+            f"and wall/limit {wall / answer_bound:.3f}"
         )
     print(
         f"incremental run with no changes: {inc_wall:.1f} s, CPU {inc_cpu:.1f} s, "
