@@ -151,7 +151,8 @@ def plan_run(
     full_refresh: bool = False,
     tolerance: timedelta = DEFAULT_TOLERANCE,
 ) -> list[EndpointPlan]:
-    """One plan per endpoint, the largest (by its previous run) first."""
+    """One plan per endpoint, the largest (by its previous run, or else by its size rank)
+    first."""
     plans = [
         plan_endpoint(
             ep,
@@ -165,7 +166,12 @@ def plan_run(
         )
         for ep in endpoints
     ]
-    return sorted(plans, key=lambda p: -states.get(p.endpoint.name, EndpointState()).last_records)
+
+    def largest_first(plan: EndpointPlan) -> tuple[int, int]:
+        state = states.get(plan.endpoint.name, EndpointState())
+        return -state.last_records, -plan.endpoint.size_rank
+
+    return sorted(plans, key=largest_first)
 
 
 def _floor_second(instant: datetime) -> datetime:

@@ -512,6 +512,27 @@ def test_plan_run_orders_by_last_records_descending():
     ]
 
 
+def test_a_first_run_starts_the_endpoints_the_data_model_makes_largest():
+    """With no earlier counts, items (one or more an order), then orders (one a subscription
+    each cycle), then subscriptions; the rest in table order. An endpoint with a count goes
+    before those without."""
+    names = [p.endpoint.name for p in plan_run(ENDPOINTS, {}, run_started_at=RUN)]
+    assert names == [
+        "items",
+        "orders",
+        "subscriptions",
+        "customers",
+        "addresses",
+        "payments",
+        "products",
+        "offer_profiles",
+        "one_time_incentives",
+    ]
+    counted = {"payments": EndpointState(last_records=1)}
+    names = [p.endpoint.name for p in plan_run(ENDPOINTS, counted, run_started_at=RUN)]
+    assert names[:4] == ["payments", "items", "orders", "subscriptions"]
+
+
 def test_plan_run_uses_each_endpoints_state_and_passes_options():
     watermark = utc(2026, 6, 14, 0, 0, 0)
     states = {"orders": EndpointState(watermark=watermark)}
