@@ -6,9 +6,10 @@ system) each process spent on the full sync (per 100,000 records, and the simula
 page: on a busy machine these move far less than wall time), and the ratio of wall time
 to the latency-bound limit (each endpoint's pages times the latency, endpoints placed on the
 workers as well as possible), and again at the time a lone request takes the simulator to
-answer (the latency plus its HTTP server's own work). Then an incremental run with no changes, which should make one
-request per incremental endpoint. For a lakehouse (delta, iceberg), then `maintain` with no
-retention: the data files the tables read before and after, and the files it deleted.
+answer (the latency plus its HTTP server's own work). Then an incremental run with no
+changes, which should make one request per incremental endpoint. For a lakehouse (delta,
+iceberg), then `maintain` with no retention: the data files the tables read before and
+after, and the files it deleted.
 
     .venv/bin/python bench/sync.py --records 1000000
     .venv/bin/python bench/sync.py --records 200000 --latency-ms 50
