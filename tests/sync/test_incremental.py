@@ -178,6 +178,32 @@ def test_a_loading_sync_checkpoints_after_writes_on_more_threads_and_goes_back_t
     assert emptied and all(after < before for before, after in emptied), seen
 
 
+def test_a_checkpoint_that_fails_after_a_write_fails_no_batch(db, monkeypatch, caplog):
+    """The batches were committed before the loader's checkpoint: a failing one is told, and
+    the log is written into the file later (here: on close)."""
+    import duckdb
+
+    import ogsync.destinations.duckdb as duck
+
+    checkpoint = duck.DuckDBDestination._checkpoint
+    failed: list[int] = []
+
+    def failing(self: duck.DuckDBDestination, at_bytes: int) -> None:
+        if at_bytes == duck.CHECKPOINT_BYTES and not failed:
+            failed.append(at_bytes)
+            raise duckdb.IOException("IO Error: no space left on device")
+        checkpoint(self, at_bytes)
+
+    monkeypatch.setattr(duck, "CHECKPOINT_BYTES", 0)
+    monkeypatch.setattr(duck.DuckDBDestination, "_checkpoint", failing)
+    with simulator(records=1500, seed=15) as sim, caplog.at_level("WARNING"):
+        result = run_sync(sim, db, batch_records=200, max_workers=1)
+        assert result.exit_code == 0, [o.run.error for o in result.outcomes if not o.ok]
+        assert_equals_truth(sim, db)
+    assert failed
+    assert any("no space left on device" in r.getMessage() for r in caplog.records)
+
+
 def test_never_more_than_one_request_at_a_time_on_an_endpoint(db):
     with (
         simulator(records=3000, seed=10, faults=_latency(15)) as sim,

@@ -240,7 +240,10 @@ class DuckDBDestination(SqlDestination):
 
     def write(self, writes: Sequence[BatchWrite]) -> list[WriteResult]:
         results = self._with_memory(lambda: SqlDestination.write(self, writes))
-        self._with_memory(lambda: self._checkpoint(CHECKPOINT_BYTES))
+        try:
+            self._with_memory(lambda: self._checkpoint(CHECKPOINT_BYTES))
+        except duckdb.Error as exc:  # the batches are committed: the log is written in later
+            log.warning("could not write the log into %s yet: %s", self.path, exc)
         self._committed()
         return results
 
@@ -301,7 +304,8 @@ class DuckDBDestination(SqlDestination):
         try:
             self.conn.execute("CHECKPOINT")
         finally:
-            self.conn.execute("SET threads = 1")
+            with contextlib.suppress(duckdb.Error):  # the checkpoint's error is the one to tell
+                self.conn.execute("SET threads = 1")
 
     def close(self) -> None:
         if not self.read_only and self._snapshot_at:
