@@ -172,18 +172,14 @@ def insert_new_versions(
         if checked
         else ""
     )
-    if not repeats:  # one row a key: no copies of a version to leave out
-        dest.execute(
-            f"INSERT INTO {table} ({names}, _is_current) SELECT {names}, TRUE "
-            f"FROM ({versions}) AS v {unkept}",
-            params,
+    rows = f"({versions}) AS v {unkept}"
+    if repeats:  # one copy of each version (with one row a key, there is none to leave out)
+        rows = (
+            f"(SELECT v.*, row_number() OVER (PARTITION BY v.{key}, v._version_hash ORDER BY "
+            f"v.{key}) AS _first FROM {rows}) AS n WHERE _first = 1"
         )
-        return
     dest.execute(
-        f"INSERT INTO {table} ({names}, _is_current) SELECT {names}, TRUE FROM (SELECT v.*, "
-        f"row_number() OVER (PARTITION BY v.{key}, v._version_hash ORDER BY v.{key}) AS "
-        f"_first FROM ({versions}) AS v {unkept}) AS n WHERE _first = 1",
-        params,
+        f"INSERT INTO {table} ({names}, _is_current) SELECT {names}, TRUE FROM {rows}", params
     )
 
 
