@@ -262,3 +262,18 @@ def test_history_turned_on_later_begins_with_the_current_rows(wh, caplog):
     assert [r["k"] for r in rows] == ["o1", "o2"] and all(r["_is_current"] for r in rows)
     ready(wh)  # seeded once only
     assert len(history(wh, ORDERS)) == 2
+
+
+@pytest.mark.parametrize("wh", ["duckdb"], indirect=True)
+def test_duckdb_keeps_the_records_as_received_with_zstd(wh):
+    """Left to choose, DuckDB stores `_raw` larger and writes it slower; where the tables and
+    their histories are created, it is told."""
+    write(wh, [order(f"o{i}", "2025-01-01 10:00:00") for i in range(3000)], "r1")
+    wh.open_dest().execute("CHECKPOINT")  # type: ignore[attr-defined]
+    for table in ("orders", "orders_history"):
+        rows = wh.rows(
+            "SELECT DISTINCT compression FROM pragma_storage_info(?) "
+            "WHERE column_name = '_raw' AND segment_type = 'JSON'",
+            [f"{wh.schema}.{table}"],
+        )
+        assert [r["compression"] for r in rows] == ["ZSTD"], table

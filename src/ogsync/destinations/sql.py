@@ -71,6 +71,12 @@ class Dialect:
     # cheap, and never reads such an index: it would only hold memory that grows with the
     # table.
     key_lookups: bool = True
+    # `_raw`'s type where a table is created, when the warehouse is told how to store it.
+    raw_column: str | None = None
+
+    @property
+    def raw_type(self) -> str:
+        return self.raw_column or self.json
 
     def column_type(self, kind: FieldType) -> str:
         return self.types[kind]
@@ -81,7 +87,7 @@ class Dialect:
     @property
     def meta_types(self) -> dict[str, str]:
         return {
-            "_raw": self.json,
+            "_raw": self.raw_type,
             "_updated_latest": "TIMESTAMPTZ",
             "_synced_at": "TIMESTAMPTZ",
             "_run_id": "VARCHAR",

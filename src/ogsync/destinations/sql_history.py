@@ -48,7 +48,7 @@ def create_history(dest: SqlDestination, ep: Endpoint) -> bool:
     table = history_table(dest, ep)
     new = f"{ep.name}_history" not in dest.existing_tables()
     fields = [(f.column, dest.dialect.column_type(f.type)) for f in ep.fields]
-    columns = [*fields, ("_raw", dest.dialect.json), *HISTORY_COLUMNS]
+    columns = [*fields, ("_raw", dest.dialect.raw_type), *HISTORY_COLUMNS]
     dest.execute(
         f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{quote(n)} {k}' for n, k in columns)})"
     )
