@@ -264,6 +264,38 @@ def test_history_turned_on_later_begins_with_the_current_rows(wh, caplog):
     assert len(history(wh, ORDERS)) == 2
 
 
+def test_keys_coming_again_in_one_group_and_in_the_next(wh):
+    """Keys new to the table come again in a later write of the same group (one
+    transaction) and in the next group: each write lands newer-wins with its own count, the
+    group's other writes land once, and every version is on one timeline."""
+    dest = ready(wh)
+    customers = ALL.endpoint(BY_NAME["customers"])
+    run = RunLog("r1", "orders", RunKind.SYNC, datetime.now(UTC))
+
+    def orders(*records: dict[str, Any]) -> tuple[Endpoint, Any, Commit]:
+        return ORDERS, type_records(ORDERS, list(records), CHICAGO)[0], Commit(run)
+
+    people = [{"merchant_user_id": "c1", "last_updated": "2025-01-01 10:00:00"}]
+    first = [order("o1", "2025-01-01 10:00:00"), order("o2", "2025-01-01 10:00:00"),
+             order("o1", "2025-01-02 10:00:00", 5)]  # fmt: skip
+    group = [
+        orders(*first),
+        (customers, type_records(customers, people, CHICAGO)[0], Commit(run)),
+        orders(order("o2", "2025-01-03 10:00:00", 7), order("o3", "2025-01-01 10:00:00")),
+    ]
+    later = [orders(order("o3", "2024-12-31 10:00:00", 2), order("o4", "2025-01-01 10:00:00"))]
+    written = [r.written for r in dest.write(group)] + [r.written for r in dest.write(later)]
+    assert written == [2, 1, 2, 1]  # o3's older version is ignored
+    current = wh.table("orders")
+    assert {k: orjson.loads(r["_raw"])["status"] for k, r in current.items()} == {
+        "o1": 5, "o2": 7, "o3": 1, "o4": 1,
+    }  # fmt: skip
+    assert list(wh.table("customers")) == ["c1"]
+    # o3's older version is late, not lost: the history slots it in before the current one
+    assert [r["k"] for r in history(wh, ORDERS)] == ["o1", "o1", "o2", "o2", "o3", "o3", "o4"]
+    assert_timelines(wh, ORDERS)
+
+
 @pytest.mark.parametrize("wh", ["duckdb"], indirect=True)
 def test_duckdb_keeps_the_records_as_received_with_zstd(wh):
     """Left to choose, DuckDB stores `_raw` larger and writes it slower; where the tables and
