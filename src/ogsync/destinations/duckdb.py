@@ -50,8 +50,8 @@ DUCKDB = Dialect(
     comments=True,
     key_lookups=False,
     # DuckDB picks a string column's compression at each checkpoint by trying its methods on
-    # it; for the records as received, zstd is both the smallest and the quickest to write
-    # (bench/sync.py), and a full scan of them reads it about as fast.
+    # it; for the records as received, zstd is both the smallest and the quickest to write,
+    # for a full scan of them that is somewhat slower (figures in the commit that chose it).
     raw_column="JSON USING COMPRESSION zstd",
 )
 
