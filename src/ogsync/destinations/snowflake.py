@@ -46,7 +46,6 @@ from ogsync.destinations.base import (
     EVENTS_TABLE,
     META_COLUMNS,
     REJECTED_TABLE,
-    RUN_COLUMNS,
     RUNS_TABLE,
     STATE_TABLE,
     ApplyResult,
@@ -112,6 +111,10 @@ DDL = re.compile(
 INSERT_VALUES = re.compile(r"^(?P<head>.*\bVALUES\s*)(?P<row>\(\s*\?(?:\s*,\s*\?)*\s*\))\s*$", re.S)
 ROWS_PER_INSERT = 1000
 TS = "TIMESTAMP_TZ"
+
+
+# The run log's times, which a bound parameter gives Snowflake as text.
+RUN_STAMPS = frozenset({"started_at", "window_start", "window_end", "finished_at"})
 
 
 def _ts(placeholder: str = "?") -> str:
@@ -840,26 +843,11 @@ class SnowflakeDestination(SqlDestination):
                     [*window, commit.backfill_next, done],
                 )
 
-    def _upsert_run(self, run: RunLog) -> None:
-        values = dict(zip(RUN_COLUMNS, run.values(), strict=True))
-        stamps = {"started_at", "window_start", "window_end", "finished_at"}
+    def run_slot(self, column: str) -> str:
+        return _ts() if column in RUN_STAMPS else "?"
 
-        def slot(column: str) -> str:
-            return _ts() if column in stamps else "?"
-
-        table = f"{self.s}.{RUNS_TABLE}"
-        rest = RUN_COLUMNS[2:]
-        moved = self.count(
-            f"UPDATE {table} SET {', '.join(f'{c} = {slot(c)}' for c in rest)} "
-            "WHERE run_id = ? AND endpoint = ?",
-            [*(values[c] for c in rest), run.run_id, run.endpoint],
-        )
-        if not moved:
-            self.execute(
-                f"INSERT INTO {table} ({', '.join(RUN_COLUMNS)}) "
-                f"VALUES ({', '.join(slot(c) for c in RUN_COLUMNS)})",
-                list(values.values()),
-            )
+    def upserted(self, statement: str, params: Sequence[Any]) -> int:
+        return self.count(statement, params)
 
     def log_run(self, run: RunLog) -> None:
         self._reconnecting(lambda: SqlDestination.log_run(self, run))

@@ -629,12 +629,17 @@ class SqlDestination(ABC):
                 if cp
                 else [None] * 4
             )
-        self.execute(
-            f"INSERT INTO {table} (endpoint, {', '.join(columns)}) "
-            f"VALUES (?{', ?' * len(columns)}) ON CONFLICT (endpoint) DO UPDATE SET "
-            + ", ".join(f"{c} = excluded.{c}" for c in columns),
-            [ep.name, *values],
+        # An UPDATE, as for the run log: the row is there after an endpoint's first write.
+        moved = self.upserted(
+            f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)} WHERE endpoint = ?",
+            [*values, ep.name],
         )
+        if not moved:
+            self.execute(
+                f"INSERT INTO {table} (endpoint, {', '.join(columns)}) "
+                f"VALUES (?{', ?' * len(columns)})",
+                [ep.name, *values],
+            )
         if commit.watermark is not None and commit.watermark_replaces:
             self.execute(
                 f"UPDATE {table} SET watermark = ? WHERE endpoint = ?", [commit.watermark, ep.name]
@@ -659,14 +664,28 @@ class SqlDestination(ABC):
                 [commit.last_records, ep.name],
             )
 
+    def run_slot(self, column: str) -> str:
+        """How a run-log column's value is bound (Snowflake casts its times)."""
+        return "?"
+
     def _upsert_run(self, run: RunLog) -> None:
-        updates = ", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS[2:])
-        self.execute(
-            f"INSERT INTO {self.s}.{RUNS_TABLE} ({', '.join(RUN_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
-            f"ON CONFLICT (run_id, endpoint) DO UPDATE SET {updates}",
-            list(run.values()),
+        """The row is there after a run's first write: an UPDATE, and an INSERT only when it
+        found none. (A one-row ON CONFLICT costs DuckDB about three times the UPDATE, and
+        this runs with every batch.)"""
+        values = dict(zip(RUN_COLUMNS, run.values(), strict=True))
+        table = f"{self.s}.{RUNS_TABLE}"
+        rest = RUN_COLUMNS[2:]
+        moved = self.upserted(
+            f"UPDATE {table} SET {', '.join(f'{c} = {self.run_slot(c)}' for c in rest)} "
+            "WHERE run_id = ? AND endpoint = ?",
+            [*(values[c] for c in rest), run.run_id, run.endpoint],
         )
+        if not moved:
+            self.execute(
+                f"INSERT INTO {table} ({', '.join(RUN_COLUMNS)}) "
+                f"VALUES ({', '.join(self.run_slot(c) for c in RUN_COLUMNS)})",
+                list(values.values()),
+            )
 
     def log_run(self, run: RunLog) -> None:
         with self.transaction():
