@@ -1,8 +1,9 @@
 """One endpoint's part of a run: fetch its windows page by page, type the pages into batches,
 and hand each batch, with what commits beside it, to the warehouse's single writer.
 
-A worker keeps at most one batch waiting on the writer, so fetching runs ahead of loading by
-one batch and memory stays flat however large the endpoint.
+A worker keeps at most one batch waiting on the writer, and its fetcher at most a batch's
+worth of pages, so fetching runs ahead of loading by about two batches and memory stays flat
+however large the endpoint.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from ogsync.client import ApiError, AuthError, OrdergrooveClient, RequestStats
+from ogsync.client import PAGE_SIZE, ApiError, AuthError, OrdergrooveClient, RequestStats
 from ogsync.concurrency import WorkerSlots, timed
 from ogsync.destinations.base import BatchWrite, Commit, Destination, Rejected, RunLog, WriteResult
 from ogsync.endpoints import Endpoint
@@ -48,6 +49,14 @@ log = logging.getLogger("ogsync.sync")
 TYPE_EVERY = 1000
 
 Loader = GroupCommitWriter[BatchWrite, WriteResult]
+
+
+def pages_ahead(batch_records: int) -> int:
+    """How many pages a worker's fetcher may hold for it: a batch's worth, so that pages keep
+    coming while the worker waits for the writer to take its last batch (with two, the two
+    waited on each other in turn: bench/sync.py)."""
+    return max(2, -(-batch_records // PAGE_SIZE))
+
 
 KIND_OF_MODE = {
     Mode.INCREMENTAL: RunKind.SYNC,
@@ -234,7 +243,10 @@ class EndpointRun:
         refreshed: list[pa.Array] | None = [] if self.plan.mode == Mode.FULL_REFRESH else None
         builder = BatchBuilder(ep, ctx, self.report)
         pages = ctx.client.pages(ep.path, params, self.stats, window.resume_url)
-        for records, next_url in timed(Prefetch(pages, name=f"ogsync-{ep.name}"), ctx.slots):
+        ahead = Prefetch(
+            pages, depth=pages_ahead(ctx.options.batch_records), name=f"ogsync-{ep.name}"
+        )
+        for records, next_url in timed(ahead, ctx.slots):
             done = next_url is None
             builder.add(records, done)
             if not done and self._too_slow():
