@@ -51,11 +51,16 @@ TYPE_EVERY = 1000
 Loader = GroupCommitWriter[BatchWrite, WriteResult]
 
 
+# Parsed pages are bulky (several times their typed columns): however large the batch, a
+# fetcher holds no more than the default batch's worth.
+MAX_PAGES_AHEAD = 50
+
+
 def pages_ahead(batch_records: int) -> int:
     """How many pages a worker's fetcher may hold for it: a batch's worth, so that pages keep
     coming while the worker waits for the writer to take its last batch (with two, the two
     waited on each other in turn: bench/sync.py)."""
-    return max(2, -(-batch_records // PAGE_SIZE))
+    return max(2, min(MAX_PAGES_AHEAD, -(-batch_records // PAGE_SIZE)))
 
 
 KIND_OF_MODE = {

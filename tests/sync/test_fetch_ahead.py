@@ -12,6 +12,7 @@ from ogsync.apitime import zone
 from ogsync.client import PAGE_SIZE
 from ogsync.destinations.base import BatchWrite, WriteResult
 from ogsync.destinations.duckdb import DuckDBDestination
+from ogsync.endpoint_run import MAX_PAGES_AHEAD, pages_ahead
 from ogsync.endpoints import BY_NAME
 from ogsync.sync import SyncEngine, SyncOptions, sync_with
 from ogsync.testing import SIMULATED_CLOCK_TOLERANCE
@@ -66,3 +67,9 @@ def test_the_fetcher_runs_a_batch_ahead_while_the_writer_is_busy(db):
         assert pages > wanted + 2 * per_batch, "too few pages for the test to say anything"
         assert dest.served_meanwhile == wanted
         assert_equals_truth(sim, db, (items,))
+
+
+def test_a_large_batch_does_not_let_the_fetcher_hold_more_pages():
+    assert pages_ahead(100) == 2
+    assert pages_ahead(5000) == MAX_PAGES_AHEAD
+    assert pages_ahead(1_000_000) == MAX_PAGES_AHEAD
