@@ -58,6 +58,29 @@ def test_incremental_run_with_no_changes_asks_one_page_per_endpoint(db):
         assert result.exit_code == 0
 
 
+def test_rows_written_again_are_updated_in_place_not_deleted_and_inserted(db):
+    """A full refresh writes every row again, and an incremental run the changed ones: each
+    stays where it is. (Setting the key in DuckDB's upsert moved every row, about 16 times
+    the work.)"""
+    full_refresh, incremental = BY_NAME["payments"], BY_NAME["orders"]
+
+    def places(ep):
+        found = query(db, f"SELECT {ep.column_key}, rowid, _run_id FROM ordergroove.{ep.name}")
+        return {key: (rowid, run) for key, rowid, run in found}
+
+    with simulator(records=2000, seed=4, frozen_clock=True) as sim, SimControl(sim.url) as control:
+        assert run_sync(sim, db).exit_code == 0
+        before = {ep.name: places(ep) for ep in (full_refresh, incremental)}
+        control.advance(minutes=120, changes=300)
+        assert run_sync(sim, db).exit_code == 0
+        for ep in (full_refresh, incremental):
+            after = places(ep)
+            written = {k for k in before[ep.name] if after[k][1] != before[ep.name][k][1]}
+            assert written, f"{ep.name}: no stored row was written again"
+            moved = {k for k in written if after[k][0] != before[ep.name][k][0]}
+            assert not moved, f"{ep.name}: {len(moved)} of {len(written)} rows moved"
+
+
 def test_watermark_is_the_run_start_and_windows_use_the_overlap(db):
     with simulator(records=1000, seed=5, frozen_clock=True) as sim, SimControl(sim.url) as control:
         first = run_sync(sim, db, [BY_NAME["orders"]])
