@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -616,32 +616,16 @@ class SqlDestination(ABC):
 
     def _save_state(self, ep: Endpoint, commit: Commit, now: datetime) -> None:
         table = f"{self.s}.{STATE_TABLE}"
-        columns = ["updated_at"]
-        values: list[Any] = [now]
+        values: dict[str, Any] = {"updated_at": now}
         if commit.keep_checkpoint:  # one statement for a batch's usual state
             cp = commit.checkpoint
-            columns += [
-                "checkpoint_start",
-                "checkpoint_end",
-                "checkpoint_url",
-                "checkpoint_watermark",
-            ]
-            values += (
-                [cp.window_start, cp.window_end, cp.next_url, cp.watermark_after]
-                if cp
-                else [None] * 4
-            )
-        # An UPDATE, as for the run log: the row is there after an endpoint's first write.
-        moved = self.upserted(
-            f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)} WHERE endpoint = ?",
-            [*values, ep.name],
-        )
-        if not moved:
-            self.execute(
-                f"INSERT INTO {table} (endpoint, {', '.join(columns)}) "
-                f"VALUES (?{', ?' * len(columns)})",
-                [ep.name, *values],
-            )
+            values |= {
+                "checkpoint_start": cp.window_start if cp else None,
+                "checkpoint_end": cp.window_end if cp else None,
+                "checkpoint_url": cp.next_url if cp else None,
+                "checkpoint_watermark": cp.watermark_after if cp else None,
+            }
+        self._update_else_insert(table, {"endpoint": ep.name}, values)
         if commit.watermark is not None and commit.watermark_replaces:
             self.execute(
                 f"UPDATE {table} SET watermark = ? WHERE endpoint = ?", [commit.watermark, ep.name]
@@ -671,22 +655,32 @@ class SqlDestination(ABC):
         return "?"
 
     def _upsert_run(self, run: RunLog) -> None:
-        """The row is there after a run's first write: an UPDATE, and an INSERT only when it
-        found none. (A one-row ON CONFLICT costs DuckDB about three times the UPDATE, and
-        this runs with every batch.)"""
         values = dict(zip(RUN_COLUMNS, run.values(), strict=True))
-        table = f"{self.s}.{RUNS_TABLE}"
-        rest = RUN_COLUMNS[2:]
+        keys = {c: values.pop(c) for c in RUN_COLUMNS[:2]}
+        self._update_else_insert(f"{self.s}.{RUNS_TABLE}", keys, values, self.run_slot)
+
+    def _update_else_insert(
+        self,
+        table: str,
+        keys: dict[str, Any],
+        values: dict[str, Any],
+        slot: Callable[[str], str] = lambda column: "?",
+    ) -> None:
+        """One row by its key: an UPDATE, and an INSERT when it found none. The rows written
+        with every batch (state, run log) are there after the first, and a one-row ON
+        CONFLICT costs DuckDB about three times the UPDATE. `slot`: how a column's value is
+        bound."""
         moved = self.upserted(
-            f"UPDATE {table} SET {', '.join(f'{c} = {self.run_slot(c)}' for c in rest)} "
-            "WHERE run_id = ? AND endpoint = ?",
-            [*(values[c] for c in rest), run.run_id, run.endpoint],
+            f"UPDATE {table} SET {', '.join(f'{c} = {slot(c)}' for c in values)} "
+            f"WHERE {' AND '.join(f'{k} = ?' for k in keys)}",
+            [*values.values(), *keys.values()],
         )
         if not moved:
+            row = {**keys, **values}
             self.execute(
-                f"INSERT INTO {table} ({', '.join(RUN_COLUMNS)}) "
-                f"VALUES ({', '.join(self.run_slot(c) for c in RUN_COLUMNS)})",
-                list(values.values()),
+                f"INSERT INTO {table} ({', '.join(row)}) "
+                f"VALUES ({', '.join(slot(c) for c in row)})",
+                list(row.values()),
             )
 
     def log_run(self, run: RunLog) -> None:
