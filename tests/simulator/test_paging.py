@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ogsync.endpoints import ENDPOINTS
+from ogsync.endpoints import BY_NAME, ENDPOINTS
 
 ALL_PARAMS = {
     "products": {"autoship_enabled": "all", "allow_discontinued": "true"},
@@ -191,3 +191,31 @@ def test_page_number_mode_counts_after_filters(api):
     body = api.get("/orders/", params={"status": 1}).json()
     assert body["count"] == sum(o["status"] == 1 for o in api.truth("orders"))
     assert query(body["next"]) == {"page": ["2"], "status": ["1"]}
+
+
+def test_a_filtered_page_costs_no_more_deep_in_a_walk(api):
+    """A page is read from its cursor on, not from its range filter's start: the cost of a
+    page (SQLite's steps) stays flat however deep the walk, as it does on the real API."""
+    store, items = api.sim.store, BY_NAME["items"]
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0  # go on
+
+    def cost(after: tuple[int, str] | None) -> int:
+        nonlocal steps
+        steps = 0
+        store.conn.set_progress_handler(count, 10)
+        try:
+            rows = store.page(items, ["sort_ts >= ?"], [0], after=after, limit=10)
+        finally:
+            store.conn.set_progress_handler(None, 10)
+        assert len(rows) == 10
+        return steps
+
+    (total,) = store.conn.execute("SELECT count(*) FROM items").fetchone()
+    deep = store.page(items, [], [], offset=total - 20, limit=1)[0]
+    assert total > 1000
+    assert cost((deep.sort_ts, deep.id)) < 2 * cost(None)
