@@ -296,6 +296,58 @@ def test_keys_coming_again_in_one_group_and_in_the_next(wh):
     assert_timelines(wh, ORDERS)
 
 
+def test_a_first_load_meets_a_key_it_wrote_in_an_earlier_group(wh, monkeypatch):
+    """A table empty when the run began is loaded without looking for stored keys (DuckDB:
+    plain INSERTs) until a record comes again, as one does whose update moved it to a later
+    page: that group is written again the usual way, each write counted once, newer-wins,
+    every version kept."""
+    dest = ready(wh)
+    customers = ALL.endpoint(BY_NAME["customers"])
+    run = RunLog("r1", "orders", RunKind.SYNC, datetime.now(UTC))
+    statements: list[str] = []
+    execute = dest.execute
+
+    def watched(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        if sql.startswith("INSERT INTO") and sql.split()[2].endswith('."orders"'):
+            statements.append(sql)
+        return execute(sql, params)
+
+    monkeypatch.setattr(dest, "execute", watched)
+
+    def orders(*records: dict[str, Any]) -> tuple[Endpoint, Any, Commit]:
+        return ORDERS, type_records(ORDERS, list(records), CHICAGO)[0], Commit(run)
+
+    def people(key: str) -> tuple[Endpoint, Any, Commit]:
+        record = {"merchant_user_id": key, "last_updated": "2025-01-01 10:00:00"}
+        return customers, type_records(customers, [record], CHICAGO)[0], Commit(run)
+
+    groups = [
+        [orders(order("o1", "2025-01-01 10:00:00"), order("o2", "2025-01-01 10:00:00"))],
+        [orders(order("o3", "2025-01-01 10:00:00")), people("c1")],
+        [
+            people("c2"),
+            orders(order("o4", "2025-01-01 10:00:00"), order("o1", "2025-01-02 10:00:00", 5)),
+        ],
+        [orders(order("o2", "2024-12-31 10:00:00", 2))],  # older than the stored one
+    ]
+    written, issued = [], []  # each group's rows written; the statements issued after it
+    for group in groups:
+        written.append([r.written for r in dest.write(group)])
+        issued.append(len(statements))
+    assert written == [[2], [1, 1], [1, 2], [0]]
+    current = wh.table("orders")
+    assert {k: orjson.loads(r["_raw"])["status"] for k, r in current.items()} == {
+        "o1": 5, "o2": 1, "o3": 1, "o4": 1,
+    }  # fmt: skip
+    assert sorted(wh.table("customers")) == ["c1", "c2"]
+    assert [r["k"] for r in history(wh, ORDERS)] == ["o1", "o1", "o2", "o2", "o3", "o4"]
+    assert_timelines(wh, ORDERS)
+    if wh.backend == "duckdb":  # plain INSERTs until one failed on o1; then upserts
+        plain, usual = statements[: issued[1] + 1], statements[issued[1] + 1 :]
+        assert len(plain) == 3 and not any("ON CONFLICT" in s for s in plain)
+        assert usual and all("ON CONFLICT" in s for s in usual)
+
+
 @pytest.mark.parametrize("wh", ["duckdb"], indirect=True)
 def test_duckdb_keeps_the_records_as_received_with_zstd(wh):
     """Left to choose, DuckDB stores `_raw` larger and writes it slower; where the tables and

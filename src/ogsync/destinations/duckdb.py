@@ -53,6 +53,7 @@ DUCKDB = Dialect(
     # it; for the records as received, zstd is both the smallest and the quickest to write,
     # for a full scan of them that is somewhat slower (figures in the commit that chose it).
     raw_column="JSON USING COMPRESSION zstd",
+    duplicate_key=(duckdb.ConstraintException,),
 )
 
 # A log this large is written into the database file after a write. Checkpoints are rare while
