@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from ogsync.destinations.duckdb_memory import setting_bytes, with_memory
+from ogsync.destinations.duckdb_memory import keep_headroom, setting_bytes, with_memory
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,63 @@ def test_a_statement_out_of_memory_runs_again_with_more(caplog: pytest.LogCaptur
     (limit,) = conn.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
     assert setting_bytes(limit) > 8 * 2**20
     assert "DuckDB needed more memory" in caplog.text
+
+
+def test_a_commit_out_of_memory_runs_again_with_more(tmp_path, caplog) -> None:
+    """A plain INSERT into a keyed table meets the limit only as it commits, which DuckDB
+    tells as a failed transaction: that too runs again with more memory."""
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
+    for setting in ("memory_limit = '16MB'", "threads = 1", "checkpoint_threshold = '1GB'"):
+        conn.execute(f"SET {setting}")
+    conn.execute("CREATE TABLE t (k VARCHAR PRIMARY KEY, raw VARCHAR)")
+
+    def load(start: int) -> None:
+        conn.begin()
+        try:
+            conn.execute(
+                "INSERT INTO t SELECT md5(i::VARCHAR), repeat('x', 400) FROM range(?, ?) r(i)",
+                [start, start + 5000],
+            )
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+    start = 0
+    with pytest.raises(duckdb.TransactionException, match="Failed to commit"):
+        for start in range(0, 2_000_000, 5000):  # `start` is left where it failed
+            load(start)
+    with_memory(conn, lambda: load(start))
+    conn.execute("CHECKPOINT")  # and the file is whole
+    ((count,),) = conn.execute("SELECT count(*) FROM t").fetchall()
+    assert count == start + 5000
+    assert "DuckDB needed more memory" in caplog.text
+
+
+def test_a_checkpoint_gets_twice_its_key_indexes_in_memory(tmp_path, caplog) -> None:
+    """DuckDB fails a checkpoint that runs out of memory fatally (the database is closed for
+    the run), so before one the key indexes, which it holds whole, are kept under half the
+    limit."""
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
+    conn.execute("SET threads = 1")
+    conn.execute("SET checkpoint_threshold = '1GB'")
+    conn.execute("CREATE TABLE t (k VARCHAR PRIMARY KEY, raw VARCHAR)")
+    conn.execute("INSERT INTO t SELECT md5(i::VARCHAR), 'x' FROM range(300000) r(i)")
+    conn.execute("SET memory_limit = '4MB'")  # less than the index already holds
+
+    def index_bytes() -> int:
+        ((used,),) = conn.execute(
+            "SELECT sum(memory_usage_bytes) FROM duckdb_memory() WHERE tag = 'ART_INDEX'"
+        ).fetchall()
+        return int(used)
+
+    def limit() -> int:
+        ((setting,),) = conn.execute("SELECT current_setting('memory_limit')").fetchall()
+        return setting_bytes(setting) or 0
+
+    assert index_bytes() * 2 > limit()  # the case at hand
+    keep_headroom(conn)
+    assert index_bytes() * 2 <= limit() and "limit raised" in caplog.text
+    conn.execute("CHECKPOINT")
+    ((count,),) = conn.execute("SELECT count(*) FROM t").fetchall()
+    assert count == 300000

@@ -24,7 +24,7 @@ from ogsync.destinations.base import (
     WriteResult,
     quote,
 )
-from ogsync.destinations.duckdb_memory import with_memory
+from ogsync.destinations.duckdb_memory import keep_headroom, with_memory
 from ogsync.destinations.registry import OpenOptions
 from ogsync.destinations.sql import Dialect, SqlDestination
 from ogsync.destinations.sql_dictionary import comments_by_name
@@ -305,6 +305,7 @@ class DuckDBDestination(SqlDestination):
             return
         if logged < at_bytes:
             return
+        keep_headroom(self.conn)
         self.conn.execute(f"SET threads = {CHECKPOINT_THREADS}")
         try:
             self.conn.execute("CHECKPOINT")
@@ -316,6 +317,8 @@ class DuckDBDestination(SqlDestination):
         if not self.read_only and self._snapshot_at:
             self._committed(force=True)
         with contextlib.suppress(duckdb.Error):  # the checkpoint on close, on more threads
+            if not self.read_only:
+                keep_headroom(self.conn)
             self.conn.execute(f"SET threads = {CHECKPOINT_THREADS}")
         self.conn.close()
 

@@ -41,9 +41,40 @@ def with_memory(conn: duckdb.DuckDBPyConnection, action: Callable[[], T]) -> T:
     while True:
         try:
             return action()
-        except duckdb.OutOfMemoryException:
-            if not raise_memory_limit(conn):
+        except duckdb.Error as exc:
+            if not out_of_memory(exc) or not raise_memory_limit(conn):
                 raise
+
+
+# How DuckDB's buffer manager says it has no memory left, in whatever exception carries it.
+NO_MEMORY = ("could not allocate block", "failed to pin block")
+
+
+def out_of_memory(exc: duckdb.Error) -> bool:
+    """DuckDB ran out of memory: in a statement, or in a commit, which tells it as a failed
+    transaction (a plain INSERT into a keyed table adds its keys to the index then), and has
+    rolled the transaction back."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return True
+    return isinstance(exc, duckdb.TransactionException) and any(m in str(exc) for m in NO_MEMORY)
+
+
+def keep_headroom(conn: duckdb.DuckDBPyConnection) -> None:
+    """Before a checkpoint: DuckDB fails one that runs out of memory fatally, closing the
+    database for the rest of the run, where a statement's would only raise an error to run
+    again with more. So the key indexes, which a checkpoint holds in memory whole (the rows
+    not yet in the file can go to a scratch file), are kept under half the limit, raising it
+    while they are not. (Plain INSERTs into keyed tables meet the limit nowhere else
+    first.)"""
+    (pinned,) = conn.execute(  # type: ignore[misc]
+        "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
+        "WHERE tag = 'ART_INDEX'"
+    ).fetchone()
+    while True:
+        (current,) = conn.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
+        limit = setting_bytes(current)
+        if limit is None or pinned * 2 <= limit or not raise_memory_limit(conn):
+            return
 
 
 def raise_memory_limit(conn: duckdb.DuckDBPyConnection) -> bool:
