@@ -67,8 +67,7 @@ def keep_headroom(conn: duckdb.DuckDBPyConnection) -> None:
     while they are not. (Plain INSERTs into keyed tables meet the limit nowhere else
     first.)"""
     (pinned,) = conn.execute(  # type: ignore[misc]
-        "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
-        "WHERE tag = 'ART_INDEX'"
+        "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'ART_INDEX'"
     ).fetchone()
     while True:
         (current,) = conn.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
