@@ -5,7 +5,12 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from ogsync.destinations.duckdb_memory import keep_headroom, setting_bytes, with_memory
+from ogsync.destinations.duckdb_memory import (
+    keep_headroom,
+    memory_limit,
+    setting_bytes,
+    with_memory,
+)
 
 
 @pytest.mark.parametrize(
@@ -30,8 +35,7 @@ def test_a_statement_out_of_memory_runs_again_with_more(caplog: pytest.LogCaptur
         conn.execute(query).fetchall()
     ((length,),) = with_memory(conn, lambda: conn.execute(query).fetchall())
     assert length > 300_000 * 100
-    (limit,) = conn.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
-    assert setting_bytes(limit) > 8 * 2**20
+    assert (memory_limit(conn) or 0) > 8 * 2**20
     assert "DuckDB needed more memory" in caplog.text
 
 
@@ -85,13 +89,9 @@ def test_a_checkpoint_gets_twice_its_key_indexes_in_memory(tmp_path, caplog) -> 
         ).fetchall()
         return int(used)
 
-    def limit() -> int:
-        ((setting,),) = conn.execute("SELECT current_setting('memory_limit')").fetchall()
-        return setting_bytes(setting) or 0
-
-    assert index_bytes() * 2 > limit()  # the case at hand
+    assert index_bytes() * 2 > (memory_limit(conn) or 0)  # the case at hand
     keep_headroom(conn)
-    assert index_bytes() * 2 <= limit() and "limit raised" in caplog.text
+    assert index_bytes() * 2 <= (memory_limit(conn) or 0) and "limit raised" in caplog.text
     conn.execute("CHECKPOINT")
     ((count,),) = conn.execute("SELECT count(*) FROM t").fetchall()
     assert count == 125_000

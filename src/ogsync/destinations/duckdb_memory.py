@@ -69,21 +69,24 @@ def keep_headroom(conn: duckdb.DuckDBPyConnection) -> None:
     (pinned,) = conn.execute(  # type: ignore[misc]
         "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'ART_INDEX'"
     ).fetchone()
-    while True:
-        (current,) = conn.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
-        limit = setting_bytes(current)
-        if limit is None or pinned * 2 <= limit or not raise_memory_limit(conn):
+    while (limit := memory_limit(conn)) is not None and pinned * 2 > limit:
+        if not raise_memory_limit(conn):
             return
+
+
+def memory_limit(conn: duckdb.DuckDBPyConnection) -> int | None:
+    """DuckDB's memory limit in bytes."""
+    (setting,) = conn.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
+    return setting_bytes(setting)
 
 
 def raise_memory_limit(conn: duckdb.DuckDBPyConnection) -> bool:
     """Double the limit, up to the ceiling; False when it is there already."""
-    (current,) = conn.execute("SELECT current_setting('memory_limit')").fetchone()  # type: ignore[misc]
-    now = setting_bytes(current)
+    now = memory_limit(conn)
     ceiling = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * CEILING)
     if now is None or now >= ceiling:
         return False
     raised = min(now * 2, ceiling) // 2**20
-    log.warning("DuckDB needed more memory: limit raised from %s to %d MiB", current, raised)
+    log.warning("DuckDB needed more memory: limit raised from %d to %d MiB", now // 2**20, raised)
     conn.execute(f"SET memory_limit = '{raised}MiB'")
     return True
