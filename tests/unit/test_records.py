@@ -176,6 +176,26 @@ def test_feb_29_of_a_common_year_is_null_warned_and_kept_raw():
     assert orjson.loads(table.column(RAW)[0].as_py())["created"] == "2017-02-29 00:00:00"
 
 
+def test_times_that_would_roll_over_are_null_and_warned_among_good_ones():
+    """The column-wise parse takes these to the next day or minute; each is refused alone."""
+    texts = {
+        "2017-02-29 10:00:00": None,  # no 29th in a common year
+        "2016-02-29 10:00:00": utc(2016, 2, 29, 16, 0, 0),
+        "2026-04-31 00:00:00": None,
+        "2026-04-30 23:59:59": utc(2026, 5, 1, 4, 59, 59),
+        "2026-01-15 10:00:60": None,  # a 60th second
+        "2026-01-31 23:59:61": None,
+        "2026-01-31 24:00:00": None,
+        "2026-01-31 23:60:00": None,
+        "2026-02-00 00:00:00": None,
+        " 2026-01-31T23:59:58 ": utc(2026, 2, 1, 5, 59, 58),
+    }
+    records = [record(ORDERS, public_id=f"{i:032d}", created=t) for i, t in enumerate(texts)]
+    table, report = type_records(ORDERS, records, CHICAGO)
+    assert table.column("created").to_pylist() == list(texts.values())
+    assert dict(report.unparsed) == {"created": 7}
+
+
 @pytest.mark.parametrize("bad", ["yesterday", "2026-13-01 00:00:00", 1700000000, 1.5, True, [], {}])
 def test_bad_timestamps_are_null_and_warned(bad):
     value, report, _ = typed(ORDERS, "created", bad)
