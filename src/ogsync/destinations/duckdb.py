@@ -30,6 +30,7 @@ from ogsync.destinations.sql import Dialect, SqlDestination
 from ogsync.destinations.sql_dictionary import comments_by_name
 from ogsync.endpoints import Endpoint, FieldType
 from ogsync.private import tighten
+from ogsync.records import RAW
 from ogsync.status_snapshot import running_syncs, snapshot_path
 
 log = logging.getLogger("ogsync.duckdb")
@@ -54,6 +55,7 @@ DUCKDB = Dialect(
     # for a full scan of them that is somewhat slower (figures in the commit that chose it).
     raw_column="JSON USING COMPRESSION zstd",
     duplicate_key=(duckdb.ConstraintException,),
+    staged_json=True,
 )
 
 # A log this large is written into the database file after a write. Checkpoints are rare while
@@ -200,7 +202,7 @@ class DuckDBDestination(SqlDestination):
 
     @contextlib.contextmanager
     def stage(self, name: str, table: pa.Table) -> Iterator[str]:
-        self.conn.register(name, table)
+        self.conn.register(name, _raw_as_json(table))
         try:
             yield name
         finally:
@@ -321,6 +323,20 @@ class DuckDBDestination(SqlDestination):
                 keep_headroom(self.conn)
             self.conn.execute(f"SET threads = {CHECKPOINT_THREADS}")
         self.conn.close()
+
+
+# Arrow's JSON extension type (pyarrow 19 and later), which DuckDB reads as its JSON type.
+_ARROW_JSON = pa.json_(pa.string()) if hasattr(pa, "json_") else None
+
+
+def _raw_as_json(table: pa.Table) -> pa.Table:
+    """The table with `_raw` marked as JSON, which DuckDB then stores without parsing each
+    record to check it (`Dialect.staged_json`): ogsync.records writes it with orjson, so it
+    is valid JSON. Without the type, DuckDB casts the text to JSON itself."""
+    at = table.schema.get_field_index(RAW)
+    if _ARROW_JSON is None or at < 0 or table.schema.field(at).type != pa.string():
+        return table
+    return table.set_column(at, pa.field(RAW, _ARROW_JSON), table.column(at).cast(_ARROW_JSON))
 
 
 def open_warehouse(url: str, schema: str, options: OpenOptions) -> DuckDBDestination:

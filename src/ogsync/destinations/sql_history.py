@@ -80,7 +80,7 @@ def _select_versions(
         f"coalesce({upd}, CAST(? AS TIMESTAMPTZ)) AS _valid_from, "
         f"{dest.dialect.content_hash('_ogsync_json')} AS _version_hash, _updated_latest, "
         f"{synced_at} AS _synced_at, {run_id} AS _run_id FROM (SELECT *, "
-        f"CAST(_raw AS {dest.dialect.json}) AS _ogsync_json FROM {source} OFFSET 0) AS r"
+        f"{dest.dialect.staged_raw} AS _ogsync_json FROM {source} OFFSET 0) AS r"
     )
 
 
