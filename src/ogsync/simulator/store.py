@@ -10,9 +10,8 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -22,8 +21,7 @@ from ogsync.endpoints import ENDPOINTS, Endpoint
 SORT_TS = "_ts"
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):  # made 101 times a page: a tuple costs half a frozen dataclass
     id: str
     sort_ts: int
     body: bytes
@@ -212,7 +210,7 @@ class Store:
             f"SELECT id, sort_ts, body FROM {ep.name} WHERE {' AND '.join(clauses) or '1'} "
             f"ORDER BY sort_ts {order}, id {order} LIMIT ? OFFSET ?"
         )
-        rows = [Row(*r) for r in self.conn.execute(sql, (*params, limit, offset))]
+        rows = list(map(Row._make, self.conn.execute(sql, (*params, limit, offset))))
         if before is not None:
             rows.reverse()
         return rows
