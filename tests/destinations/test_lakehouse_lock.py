@@ -14,8 +14,11 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from ogsync.destinations.errors import AlreadyRunning, DestinationError
 from ogsync.destinations.lakehouse_lock import LOCK_NAME, WriterLock, acquire
@@ -370,3 +373,29 @@ def test_s3_errors_name_the_object_but_no_secret(s3: S3Server, lake: str) -> Non
     for error in errors:
         assert s3.secret_key not in str(error)
         assert s3.access_key not in str(error)
+
+
+def test_s3_stand_in_lets_writers_by_a_client_stopped_mid_request(s3: S3Server, lake: str) -> None:
+    """A client stopped between its request's head and its body (the paused-holder test sends
+    SIGSTOP at any moment) must not hold up other writers, as it would not on S3."""
+    bucket = lake.removeprefix("s3://").split("/")[0]
+    where = urlsplit(s3.endpoint_url)
+    stalled = socket.create_connection((where.hostname, where.port), timeout=5)
+    try:
+        stalled.sendall(
+            f"PUT /{bucket}/stalled HTTP/1.1\r\nHost: {where.netloc}\r\n"
+            "Content-Length: 10\r\n\r\n".encode()
+        )  # and no body yet
+        time.sleep(0.2)  # the server has the head
+        client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=s3.endpoint_url,
+            aws_access_key_id=s3.access_key,
+            aws_secret_access_key=s3.secret_key,
+            region_name=s3.region,
+            config=Config(read_timeout=2, retries={"max_attempts": 1}),
+        )
+        client.put_object(Bucket=bucket, Key="other", Body=b"written")
+        assert client.get_object(Bucket=bucket, Key="other")["Body"].read() == b"written"
+    finally:
+        stalled.close()
