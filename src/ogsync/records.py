@@ -250,8 +250,8 @@ def _as_written(parsed: pa.Array, shaped: pa.Array) -> pa.Array:
     """Whether each parsed time is the one its "YYYY-MM-DD HH:MM:SS" text says. strptime
     rolls a day past the month's end over (2017-02-29 to 03-01) and a 60th or 61st second
     into the next minute; it refuses any other field out of range. So a time whose day and
-    second are its text's would print back as that text, at a sixth of the cost of printing
-    it (bench/type_records.py)."""
+    second are its text's would print back as that text, without printing each time again
+    (which cost most of typing a time: bench/type_records.py)."""
     day = pc.cast(pc.utf8_slice_codeunits(shaped, 8, 10), pa.int64())
     second = pc.cast(pc.utf8_slice_codeunits(shaped, 17, 19), pa.int64())
     return pc.and_(pc.equal(pc.day(parsed), day), pc.equal(pc.second(parsed), second))

@@ -39,13 +39,19 @@ def test_a_statement_out_of_memory_runs_again_with_more(caplog: pytest.LogCaptur
     assert "DuckDB needed more memory" in caplog.text
 
 
-def test_a_commit_out_of_memory_runs_again_with_more(tmp_path, caplog) -> None:
-    """A plain INSERT into a keyed table meets the limit only as it commits, which DuckDB
-    tells as a failed transaction: that too runs again with more memory."""
+def keyed_table(tmp_path) -> duckdb.DuckDBPyConnection:
+    """A file with a keyed table `t`, under a 16 MB limit, checkpointed only when asked."""
     conn = duckdb.connect(str(tmp_path / "w.duckdb"))
     for setting in ("memory_limit = '16MB'", "threads = 1", "checkpoint_threshold = '1GB'"):
         conn.execute(f"SET {setting}")
     conn.execute("CREATE TABLE t (k VARCHAR PRIMARY KEY, raw VARCHAR)")
+    return conn
+
+
+def test_a_commit_out_of_memory_runs_again_with_more(tmp_path, caplog) -> None:
+    """A plain INSERT into a keyed table meets the limit only as it commits, which DuckDB
+    tells as a failed transaction: that too runs again with more memory."""
+    conn = keyed_table(tmp_path)
 
     def load(start: int) -> None:
         conn.begin()
@@ -74,10 +80,7 @@ def test_a_checkpoint_gets_twice_its_key_indexes_in_memory(tmp_path, caplog) -> 
     """DuckDB fails a checkpoint that runs out of memory fatally (the database is closed for
     the run), so before one the key indexes, which it holds whole, are kept under half the
     limit."""
-    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
-    for setting in ("memory_limit = '16MB'", "threads = 1", "checkpoint_threshold = '1GB'"):
-        conn.execute(f"SET {setting}")
-    conn.execute("CREATE TABLE t (k VARCHAR PRIMARY KEY, raw VARCHAR)")
+    conn = keyed_table(tmp_path)
     for start in range(0, 125_000, 5000):  # keys in batches, as a load commits them
         conn.execute(
             "INSERT INTO t SELECT md5(i::VARCHAR), 'x' FROM range(?, ?) r(i)", [start, start + 5000]
