@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -19,7 +18,15 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+from urllib3.util import parse_url
 
+from ogsync.api_transport import (
+    HttpxTransport,
+    Transport,
+    TransportFailure,
+    Urllib3Transport,
+    with_query,
+)
 from ogsync.plain_http import insecure_reason
 
 log = logging.getLogger("ogsync.client")
@@ -61,11 +68,13 @@ class InsecureUrl(ValueError):
     """A plain-http base URL to a host that is not this machine."""
 
 
-def origin(url: str | httpx.URL) -> tuple[str, str, int]:
-    """(scheme, host, port) with the scheme's default port filled in."""
-    parsed = httpx.URL(url) if isinstance(url, str) else url
-    port = parsed.port or {"https": 443, "http": 80}.get(parsed.scheme, 0)
-    return parsed.scheme, parsed.host.lower(), port
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) with the scheme's default port filled in, read by the parser
+    the transport connects with (urllib3's), so that the origin checked is the one reached."""
+    parsed = parse_url(url)
+    scheme = (parsed.scheme or "").lower()
+    port = parsed.port or {"https": 443, "http": 80}.get(scheme, 0)
+    return scheme, (parsed.host or "").lower(), port
 
 
 def _shown(where: tuple[str, str, int]) -> str:
@@ -145,7 +154,7 @@ def _detail(content: bytes, secret: str) -> str:
 
 
 class OrdergrooveClient:
-    """One client shared by all workers (httpx.Client is thread-safe)."""
+    """One client shared by all workers (the transport's connection pool is thread-safe)."""
 
     def __init__(
         self,
@@ -155,7 +164,7 @@ class OrdergrooveClient:
         timeout_seconds: float = 60.0,
         retry: RetryPolicy | None = None,
         budget: RateBudget | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | None = None,  # in place of urllib3 (tests' mocks)
         seed: int | None = None,
         allow_insecure_http: bool = False,
         max_page_bytes: int = 64 * 2**20,
@@ -174,12 +183,11 @@ class OrdergrooveClient:
         self.budget = budget or RateBudget(5000)
         self._rng = random.Random(seed)
         self._key = api_key
-        self._http = httpx.Client(
-            headers={"x-api-key": api_key, API_VERSION_HEADER: "2", "accept": "application/json"},
-            timeout=timeout_seconds,
-            transport=transport,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+        headers = {"x-api-key": api_key, API_VERSION_HEADER: "2", "accept": "application/json"}
+        self._http: Transport = (
+            Urllib3Transport(headers, timeout_seconds)
+            if transport is None
+            else HttpxTransport(transport, headers, timeout_seconds)
         )
 
     def close(self) -> None:
@@ -196,7 +204,7 @@ class OrdergrooveClient:
 
     def get(
         self, url: str, params: Mapping[str, str] | None, stats: RequestStats
-    ) -> tuple[dict[str, Any], httpx.Headers]:
+    ) -> tuple[dict[str, Any], Mapping[str, str]]:
         """One page, retried as the API documents; returns the parsed body and its headers."""
         attempt = 0
         while True:
@@ -208,18 +216,10 @@ class OrdergrooveClient:
             delay: float | None = None
             unreachable: str | None = None  # why no connection could be made, if so
             try:
-                response, content = self._fetch(url, params)
-            except httpx.ConnectTimeout:
-                problem, unreachable = "timed out", "no answer to connect"
-            except httpx.TimeoutException:
-                problem = "timed out"
-            except httpx.ConnectError as exc:
-                problem = f"connection failed ({type(exc).__name__})"
-                unreachable = _connect_failure(exc)
-            except httpx.TransportError as exc:
-                problem = f"connection failed ({type(exc).__name__})"
+                status, headers, content = self._fetch(with_query(url, params))
+            except TransportFailure as exc:
+                problem, unreachable = exc.problem, exc.unreachable
             else:
-                status = response.status_code
                 if status == 200:
                     try:
                         body = orjson.loads(content)
@@ -228,16 +228,16 @@ class OrdergrooveClient:
                     else:
                         if not isinstance(body, dict):
                             raise MalformedPage(f"{_where(url)}: the page is not a JSON object")
-                        return body, response.headers
+                        return body, headers
                 elif status in RETRYABLE_STATUSES:
                     problem = f"HTTP {status}"
                     if status == 429:
                         stats.rate_limit_waits += 1
                     delay = retry_after_seconds(
-                        response.headers.get("retry-after"), self.retry.retry_after_cap_seconds
+                        headers.get("retry-after"), self.retry.retry_after_cap_seconds
                     )
                 else:
-                    raise _refusal(url, response.status_code, content, self._key)
+                    raise _refusal(url, status, content, self._key)
             attempt += 1
             if attempt >= self.retry.max_attempts:
                 if unreachable is not None:  # say which host, and which setting names it
@@ -261,22 +261,22 @@ class OrdergrooveClient:
         elif self.stop.wait(seconds):
             raise Interrupted(f"{_where(url)}: stopped while waiting to retry")
 
-    def _fetch(self, url: str, params: Mapping[str, str] | None) -> tuple[httpx.Response, bytes]:
+    def _fetch(self, url: str) -> tuple[int, Mapping[str, str], bytes]:
         """One request; the body read decoded, but never past `max_page_bytes` (a gzip bomb
         inflates chunk by chunk and is dropped at the bound, not decompressed whole)."""
-        with self._http.stream("GET", url, params=params) as response:
+        with self._http.get(url) as answer:
             limit = self.max_page_bytes
-            declared = response.headers.get("content-length", "")
+            declared = answer.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
                 raise self._too_big(url)
             chunks: list[bytes] = []
             size = 0
-            for chunk in response.iter_bytes():
+            for chunk in answer.chunks:
                 size += len(chunk)
                 if size > limit:
                     raise self._too_big(url)
                 chunks.append(chunk)
-            return response, b"".join(chunks)
+            return answer.status, answer.headers, b"".join(chunks)
 
     def _too_big(self, url: str) -> TooMuch:
         return TooMuch(
@@ -287,11 +287,11 @@ class OrdergrooveClient:
     def _checked(self, url: str, what: str) -> str:
         """`url` if it is on the API's own origin; the key is never sent anywhere else."""
         try:
-            parsed = httpx.URL(url)
-            where = origin(parsed)
-        except (httpx.InvalidURL, TypeError, ValueError):
+            where = origin(url)
+            userinfo = parse_url(url).auth
+        except (TypeError, ValueError):  # urllib3's LocationParseError is a ValueError
             raise ForeignLink(f"{what} is not a URL: refused") from None
-        if where != self.origin or parsed.userinfo:
+        if where != self.origin or userinfo:
             raise ForeignLink(
                 f"{what} points to {_shown(where)}, not the API at {_shown(self.origin)}: "
                 "refused, nothing was sent there"
@@ -374,15 +374,12 @@ class OrdergrooveClient:
             return None
 
 
-def _connect_failure(exc: httpx.ConnectError) -> str:
-    """Why a connection could not be made, in a few words (the OS's own, without its errno)."""
-    text = str(exc).strip() or type(exc).__name__
-    return re.sub(r"^\[Errno -?\d+\]\s*", "", text).splitlines()[0][:120]
-
-
 def _where(url: str) -> str:
     """The URL's path, for messages (the query holds only filters and an opaque cursor)."""
-    return httpx.URL(url).path
+    try:
+        return parse_url(url).path or "/"
+    except ValueError:
+        return "/"
 
 
 def _refusal(url: str, status: int, content: bytes, secret: str) -> ApiError:
