@@ -654,3 +654,50 @@ def test_any_json_value_in_one_field_never_raises(ep, field_index, value):
     typed_value = table.column(field.column)[0].as_py()
     if typed_value is None and not _is_missing(value) and field.type != FieldType.TEXT:
         assert report.unparsed[field.name] == 1
+
+
+TEXTISH = st.one_of(
+    st.none(),
+    st.sampled_from(
+        [
+            "2024-05-01 10:00:00",
+            "2024-03-10 02:30:00",
+            "2024-11-03 01:30:00",
+            "2024-05-01T10:00:00.250",
+            "2024-05-01 10:00:00+02:00",
+            "2017-02-29 10:00:00",
+            " 12.50 ",
+            "-0.000000001",
+            "1e5",
+            "12345678901234567890123456789012.5",
+            *NULL_WORDS,
+        ]
+    ),
+    st.text(max_size=12),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    ep=st.sampled_from([ORDERS, SUBSCRIPTIONS, ITEMS, CUSTOMERS]),
+    rows=st.lists(st.lists(TEXTISH, min_size=40, max_size=40), min_size=1, max_size=6),
+)
+def test_text_fields_typed_together_agree_with_typing_them_one_by_one(ep, rows):
+    """A batch whose text-valued fields hold only text has them read out as one Arrow struct;
+    one value that is not text sends every column down the per-field path. Both must type the
+    same rows alike, warnings included."""
+    text_fields = [
+        f
+        for f in ep.fields
+        if f.type in (FieldType.TEXT, FieldType.TIMESTAMP, FieldType.DECIMAL) and f.name != ep.key
+    ]
+    records = [
+        {ep.key: f"k{i}", **{f.name: v for f, v in zip(text_fields, row, strict=False)}}
+        for i, row in enumerate(rows)
+    ]
+    together, together_report = type_records(ep, records, CHICAGO)
+    poisoned = {ep.key: "poison", text_fields[0].name: 12}  # a number in a text-valued field
+    one_by_one, one_by_one_report = type_records(ep, [*records, poisoned], CHICAGO)
+    assert one_by_one.slice(0, len(records)).equals(together)
+    if text_fields[0].type == FieldType.TEXT:  # a number in a text column is JSON, not a warning
+        assert one_by_one_report.unparsed == together_report.unparsed
