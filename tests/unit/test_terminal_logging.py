@@ -44,3 +44,10 @@ def test_elsewhere_the_log_is_plain_lines():
     assert not isinstance(handler, RichHandler)
     assert handler.formatter is not None
     assert handler.formatter._fmt == "%(asctime)s %(levelname)s %(message)s"
+
+
+def test_verbose_logs_leave_out_the_http_librarys_own_lines():
+    """urllib3 logs every request line (and a page's cursor) at DEBUG; --verbose is for ogsync's."""
+    configure_logging("text", verbose=True, console=Console(file=io.StringIO()))
+    assert logging.getLogger("ogsync").isEnabledFor(logging.DEBUG)
+    assert not logging.getLogger("urllib3.connectionpool").isEnabledFor(logging.DEBUG)
