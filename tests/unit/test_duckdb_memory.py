@@ -8,6 +8,7 @@ import pytest
 from ogsync.destinations.duckdb_memory import (
     keep_headroom,
     memory_limit,
+    out_of_memory,
     setting_bytes,
     with_memory,
 )
@@ -48,9 +49,11 @@ def keyed_table(tmp_path) -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def test_a_commit_out_of_memory_runs_again_with_more(tmp_path, caplog) -> None:
+def test_a_commit_out_of_memory_runs_again_with_more(tmp_path) -> None:
     """A plain INSERT into a keyed table meets the limit only as it commits, which DuckDB
-    tells as a failed transaction: that too runs again with more memory."""
+    tells as a failed transaction: that too is out of memory to `with_memory`, so the batch
+    runs again (with more memory, if it fails again; whether the rolled-back batch fits at
+    the same limit on its second try varies, so only the first failure is asserted)."""
     conn = keyed_table(tmp_path)
 
     def load(start: int) -> None:
@@ -66,14 +69,15 @@ def test_a_commit_out_of_memory_runs_again_with_more(tmp_path, caplog) -> None:
         conn.commit()
 
     start = 0
-    with pytest.raises(duckdb.TransactionException, match="Failed to commit"):
+    with pytest.raises(duckdb.TransactionException, match="Failed to commit") as failed:
         for start in range(0, 2_000_000, 5000):  # `start` is left where it failed
             load(start)
+    assert out_of_memory(failed.value)
     with_memory(conn, lambda: load(start))
+    keep_headroom(conn)  # as the loader does before a checkpoint, which DuckDB fails fatally
     conn.execute("CHECKPOINT")  # and the file is whole
     ((count,),) = conn.execute("SELECT count(*) FROM t").fetchall()
     assert count == start + 5000
-    assert "DuckDB needed more memory" in caplog.text
 
 
 def test_a_checkpoint_gets_twice_its_key_indexes_in_memory(tmp_path, caplog) -> None:
