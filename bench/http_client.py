@@ -14,27 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from ogsync.client import OrdergrooveClient, RateBudget, RequestStats
 from ogsync.simulator.server import simulator_process
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of another process so far (Linux's /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+from ogsync.testing.proc import cpu_seconds
 
 
 def one_pass(client: OrdergrooveClient, path: str, sim_pid: int) -> dict[str, float]:
     stats = RequestStats()
-    cpu, wall, sim = time.process_time(), time.perf_counter(), process_cpu(sim_pid)
+    cpu, wall, sim = time.process_time(), time.perf_counter(), cpu_seconds(sim_pid)
     records = sum(len(results) for results, _ in client.pages(path, {}, stats))
     pages = stats.pages
     return {
@@ -42,7 +33,7 @@ def one_pass(client: OrdergrooveClient, path: str, sim_pid: int) -> dict[str, fl
         "records": records,
         "client_cpu_ms_per_page": (time.process_time() - cpu) / pages * 1000,
         "wall_ms_per_page": (time.perf_counter() - wall) / pages * 1000,
-        "simulator_cpu_ms_per_page": (process_cpu(sim_pid) - sim) / pages * 1000,
+        "simulator_cpu_ms_per_page": (cpu_seconds(sim_pid) - sim) / pages * 1000,
     }
 
 

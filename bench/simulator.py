@@ -39,6 +39,7 @@ import orjson
 from ogsync.endpoints import ENDPOINTS, Endpoint
 from ogsync.serving import stop_process, wait_until_answering
 from ogsync.simulator.server import DEFAULT_API_KEY, free_port
+from ogsync.testing.proc import cpu_seconds
 from ogsync.testing.sim_control import SimControl, ready_url
 
 HOST = "127.0.0.1"
@@ -47,18 +48,9 @@ TARGET_PAGES_PER_SECOND = 800
 TARGET_START_SECONDS = 60
 TARGET_MEMORY_BYTES = 1 << 30  # 1 GiB, at 1,000,000 records
 TARGET_MEMORY_RECORDS = 1_000_000
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -- the child process -----------------------------------------------------------------------
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/<pid>/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    # After the command name: state is field 3, utime field 14, stime field 15 (1-based).
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def proc_memory(pid: int) -> dict[str, int]:
@@ -237,9 +229,9 @@ def run_load(base: str, pid: int, seconds: float, warmup: float, concurrency: in
         t.start()
     time.sleep(max(0.0, start_at - time.monotonic()))
     io0, machine0 = proc_io(pid), machine_cpu()
-    server_cpu0, client_cpu0, wall0 = proc_cpu_seconds(pid), client_cpu_seconds(), time.monotonic()
+    server_cpu0, client_cpu0, wall0 = cpu_seconds(pid), client_cpu_seconds(), time.monotonic()
     time.sleep(max(0.0, stop_at - time.monotonic()))
-    server_cpu1, client_cpu1, wall1 = proc_cpu_seconds(pid), client_cpu_seconds(), time.monotonic()
+    server_cpu1, client_cpu1, wall1 = cpu_seconds(pid), client_cpu_seconds(), time.monotonic()
     io1, machine1 = proc_io(pid), machine_cpu()
     ticks = {k: machine1[k] - machine0[k] for k in machine0}
     all_ticks = sum(ticks.values()) or 1
@@ -404,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         child = Child(sim_args)
         start_seconds = child.wait_ready(args.start_timeout)
-        start_cpu = proc_cpu_seconds(child.pid)
+        start_cpu = cpu_seconds(child.pid)
         mem_start = proc_memory(child.pid)
         db_bytes = database_bytes(child.pid)
         load = run_load(child.url, child.pid, args.seconds, args.warmup, args.concurrency)

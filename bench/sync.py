@@ -41,6 +41,7 @@ from ogsync.maintenance import Maintenance, maintain
 from ogsync.simulator.server import simulator_process
 from ogsync.testing.cli import clean_env
 from ogsync.testing.postgres import throwaway_postgres
+from ogsync.testing.proc import cpu_seconds
 from ogsync.testing.sim_control import SimControl
 
 WORKERS = 5
@@ -53,12 +54,6 @@ TARGETS = {
     "delta": (20_000, 400),
     "iceberg": (20_000, 400),
 }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a running process has used so far (Linux's /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_sync(

@@ -34,6 +34,7 @@ import orjson
 
 from ogsync.serving import stop_process, wait_until_answering
 from ogsync.simulator.server import free_port
+from ogsync.testing.proc import cpu_seconds
 from ogsync.webhooks.signature import HEADER, sign
 
 HOST = "127.0.0.1"
@@ -41,13 +42,6 @@ SECRET = "bench-webhook-secret"
 PATH = "/webhooks/ordergroove"
 TARGET_EVENTS_PER_SECOND = 500
 TARGET_P50_MS = 20.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def start_receiver(inbox: Path, port: int, timeout: float) -> subprocess.Popen[bytes]:
@@ -164,11 +158,11 @@ def main() -> int:
             deadline = time.monotonic() + args.seconds
             asyncio.run(send_all(port, warm, args.concurrency, deadline))
             before = httpx.get(f"http://{HOST}:{port}/metrics").text
-            cpu_before = proc_cpu_seconds(proc.pid)
+            cpu_before = cpu_seconds(proc.pid)
             started = time.perf_counter()
             latencies, statuses = asyncio.run(send_all(port, events, args.concurrency, deadline))
             elapsed = time.perf_counter() - started
-            cpu = proc_cpu_seconds(proc.pid) - cpu_before
+            cpu = cpu_seconds(proc.pid) - cpu_before
             after = httpx.get(f"http://{HOST}:{port}/metrics").text
         finally:
             stderr = stop_process(proc)

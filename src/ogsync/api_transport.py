@@ -145,7 +145,7 @@ class HttpxTransport:
     def get(self, url: str) -> Iterator[Answer]:
         try:
             with self._http.stream("GET", url) as response:
-                yield Answer(response.status_code, response.headers, _httpx_chunks(response))
+                yield Answer(response.status_code, response.headers, response.iter_bytes())
         except httpx.ConnectTimeout:
             raise TransportFailure("timed out", "no answer to connect") from None
         except httpx.TimeoutException:
@@ -161,7 +161,3 @@ class HttpxTransport:
 
     def close(self) -> None:
         self._http.close()
-
-
-def _httpx_chunks(response: httpx.Response) -> Iterator[bytes]:
-    yield from response.iter_bytes()
