@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from ogsync.destinations.errors import AlreadyRunning, DestinationError
+from ogsync.destinations.s3_client import s3_client
 
 __all__ = ["LOCK_NAME", "WriterLock", "acquire"]
 
@@ -250,8 +251,7 @@ def _failure(what: str, bucket: str, key: str, exc: Exception) -> DestinationErr
 
 
 def _s3_client(lease_seconds: float) -> Any:
-    import boto3  # the lakehouse extra: only S3 locations need it
-    from botocore.config import Config
+    from botocore.config import Config  # the lakehouse extra: only S3 locations need it
 
     # A request must give up well within a lease, or a hung renewal would outlive it.
     timeout = min(10.0, max(2.0, lease_seconds / 3))
@@ -261,8 +261,7 @@ def _s3_client(lease_seconds: float) -> Any:
         retries={"max_attempts": 2, "mode": "standard"},
     )
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    # A session of its own: boto3's default session is not safe to share between threads.
-    return boto3.session.Session().client("s3", region_name=region, config=config)
+    return s3_client(region_name=region, config=config)
 
 
 @dataclass

@@ -2,13 +2,13 @@
 
     with s3_server() as s3:
         bucket = s3.new_bucket()
-        os.environ.update(s3.env())  # boto3 and delta-rs read the endpoint and keys from it
+        os.environ.update(s3.env())  # botocore and delta-rs read the endpoint and keys from it
 
-The server is moto's own WSGI application (`moto.server.ThreadedMotoServer` runs the same one)
-with one change: requests that write (anything but GET and HEAD) run one at a time. moto checks
-`If-None-Match` and `If-Match` and then stores the object as two steps, so two conditional puts
-arriving together could both succeed (seen: 2 rounds in 200 of eight racing puts), which real
-S3 never allows; the lakehouse lock depends on it. Reads still run in parallel.
+The server is moto's own S3 application (`moto.server.ThreadedMotoServer` dispatches to the
+same one) with one change: requests that write (anything but GET and HEAD) run one at a time.
+moto checks `If-None-Match` and `If-Match` and then stores the object as two steps, so two
+conditional puts arriving together could both succeed (seen: 2 rounds in 200 of eight racing
+puts), which real S3 never allows; the lakehouse lock depends on it. Reads still run in parallel.
 
 The server runs in a child process (see `s3_server`); give each test its own bucket with
 `new_bucket()`.
@@ -28,13 +28,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from moto.moto_server.werkzeug_app import (
-    DomainDispatcherApplication,
-    MotoRequestHandler,
-    create_backend_app,
-)
+from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from ogsync.destinations.s3_client import s3_client
 
 __all__ = ["S3Server", "s3_server"]
 
@@ -56,7 +53,7 @@ class S3Server:
     region: str
 
     def env(self) -> dict[str, str]:
-        """The environment variables boto3 and delta-rs read to reach this server."""
+        """The environment variables botocore and delta-rs read to reach this server."""
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_ACCESS_KEY_ID": self.access_key,
@@ -67,9 +64,8 @@ class S3Server:
         }
 
     def client(self) -> Any:
-        """A boto3 S3 client for this server (its own session: safe to use from any thread)."""
-        return boto3.session.Session().client(
-            "s3",
+        """An S3 client for this server, safe to use from any thread."""
+        return s3_client(
             endpoint_url=self.endpoint_url,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key,
@@ -118,7 +114,10 @@ def _quiet_request_log() -> None:
 def serve() -> None:
     """Run the server in this process until stdin closes; print its port first."""
     _quiet_request_log()
-    app = _one_writer_at_a_time(DomainDispatcherApplication(create_backend_app))
+    # S3's own application, not moto's dispatcher among all its services: the dispatcher
+    # lists moto's service packages on disk for every request, which took most of the
+    # server's CPU.
+    app = _one_writer_at_a_time(create_backend_app("s3"))
     # Port 0: the OS picks a free port as it binds, so no other process can take it first.
     server: BaseWSGIServer = make_server(
         HOST, 0, app, threaded=True, request_handler=MotoRequestHandler
