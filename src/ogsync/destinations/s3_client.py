@@ -1,10 +1,10 @@
 """botocore S3 clients that share one loader of botocore's service and endpoint models.
 
-Each botocore session reads those models from disk and parses them again (a few megabytes
-of JSON): a tenth of a second of CPU for every client, where the request it then makes
-costs a millisecond. The loader caches what it has read, so sharing it makes every client
-after the first cheap. Each call still gets a session of its own: a botocore session is not
-safe to share between threads, while its clients are.
+Each botocore session reads those models from disk and parses them again (megabytes of
+JSON), which costs far more CPU than the few requests a client then makes. The loader caches
+what it has read, so sharing it makes every client after the first cheap. Each call still
+gets a session of its own: a botocore session is not safe to share between threads, while
+its clients are.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def serve() -> None:
     """Run the server in this process until stdin closes; print its port first."""
     _quiet_request_log()
     # S3's own application, not moto's dispatcher among all its services: the dispatcher
-    # lists moto's service packages on disk for every request, which took most of the
+    # lists moto's service packages on disk for every request, a large share of the
     # server's CPU.
     app = _one_writer_at_a_time(create_backend_app("s3"))
     # Port 0: the OS picks a free port as it binds, so no other process can take it first.
