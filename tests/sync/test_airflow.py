@@ -168,8 +168,13 @@ def test_dag_runs_leave_each_merchants_warehouse_equal_to_the_truth(
             f'destination = "{postgres_server.url}"\nschema = "{pg_schema}"\n'
         )
         airflow.command("db", "migrate")
-        for dag_id in ("ogsync_shop", "ogsync_outlet"):
-            airflow.command("pools", "set", dag_id, "5", f"{dag_id}'s endpoints")
+        # Both merchants' pools in one command: each Airflow command starts Airflow anew.
+        pools = tmp_path / "pools.json"
+        pools.write_text(json.dumps({
+            dag_id: {"slots": 5, "description": f"{dag_id}'s endpoints"}
+            for dag_id in ("ogsync_shop", "ogsync_outlet")
+        }))  # fmt: skip
+        airflow.command("pools", "import", str(pools))
         keys = {"SHOP_KEY": shop.api_key, "OUTLET_KEY": "outlet-key",
                 "OGSYNC_WEBHOOK_INBOX": str(tmp_path / "inbox.sqlite")}  # fmt: skip
 
