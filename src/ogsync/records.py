@@ -307,15 +307,10 @@ def _column(
     name: str,
     strings: pa.Array | None = None,
 ) -> pa.Array:
-    """A typed column from `values`, or from `strings` (for the types read from JSON text,
-    when every value is already in an Arrow column of text)."""
-    if strings is not None:
-        if kind == FieldType.TEXT:
-            return strings
-        if kind == FieldType.DECIMAL:
-            return _decimal_column(strings, report, name)
-        if kind == FieldType.TIMESTAMP:
-            return times.column(None, report, name, strings)[0]
+    """A typed column from `values`, or from `strings` (text and decimals, when every value
+    is already in an Arrow column of text; times go through `_LocalTimes.column`)."""
+    if strings is not None and kind in (FieldType.TEXT, FieldType.DECIMAL):
+        return strings if kind == FieldType.TEXT else _decimal_column(strings, report, name)
     assert values is not None
     arrow_type = ARROW_TYPES[kind]
     if kind == FieldType.TEXT:
