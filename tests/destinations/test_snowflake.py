@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -390,6 +390,30 @@ def test_a_lost_session_rolls_the_batch_back_and_runs_it_again_once(
     # It still holds the schema on its new session.
     with pytest.raises(AlreadyRunning):
         SnowflakeDestination(with_lease(sf_wh.url, 60), sf_wh.schema)
+
+
+def test_the_run_log_takes_no_transaction_and_a_lost_session_writes_its_row_once(
+    sf_wh, snowflake_emulator, monkeypatch
+):
+    dest = prepared(sf_wh)
+    sent: list[str] = []
+    original = dest._run
+
+    def counted(sql: str, params: Any = ()) -> Any:
+        sent.append(sql.split()[0].upper())
+        return original(sql, params)
+
+    monkeypatch.setattr(dest, "_run", counted)
+    started = RunLog("run-1", "orders", "sync", CP1.window_end)
+    dest.log_run(started)  # each statement is a round trip: no BEGIN or COMMIT around them
+    assert sent == ["UPDATE", "INSERT"]
+    sent.clear()
+    assert snowflake_emulator.end_session(dest.conn.rest.token)
+    dest.log_run(replace(started, status="success", records=3, finished_at=CP2.window_end))
+    assert sent[-1] == "UPDATE" and "BEGIN" not in sent and "COMMIT" not in sent
+    assert sf_wh.rows("SELECT run_id, endpoint, status, records FROM {s}._ogsync_runs") == [
+        {"run_id": "run-1", "endpoint": "orders", "status": "success", "records": 3}
+    ]
 
 
 def test_a_role_that_may_not_make_the_tables_fails_in_one_line_naming_ogsync_check(

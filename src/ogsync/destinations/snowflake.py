@@ -850,7 +850,10 @@ class SnowflakeDestination(SqlDestination):
         return self.count(statement, params)
 
     def log_run(self, run: RunLog) -> None:
-        self._reconnecting(lambda: SqlDestination.log_run(self, run))
+        """Outside a transaction: each statement is a round trip to Snowflake, and a run logs
+        each endpoint as it starts and ends. The row's UPDATE, or INSERT when it finds none,
+        each commits whole, and run again after a lost session they write the same row."""
+        self._reconnecting(lambda: self._upsert_run(run))
 
     def reject(self, rows: Sequence[Rejected], run_id: str | None = None) -> None:
         self._reconnecting(lambda: SqlDestination.reject(self, rows, run_id))
