@@ -416,6 +416,25 @@ def test_the_run_log_takes_no_transaction_and_a_lost_session_writes_its_row_once
     ]
 
 
+def test_a_batch_after_the_first_moves_the_state_in_one_statement(sf_wh, monkeypatch):
+    dest = prepared(sf_wh)
+    write(dest, ORDERS, [rec(ORDERS, "o1", "2025-01-15 10:00:00")])  # makes the state row
+    sent: list[str] = []
+    original = dest._run
+
+    def counted(sql: str, params: Any = ()) -> Any:
+        sent.append(sql)
+        return original(sql, params)
+
+    monkeypatch.setattr(dest, "_run", counted)
+    write(dest, ORDERS, [rec(ORDERS, "o2", "2025-01-15 11:00:00")], checkpoint=CP2,
+          keep_checkpoint=True)  # fmt: skip
+    state = [sql.split()[0] for sql in sent if "_ogsync_state" in sql]
+    assert state == ["UPDATE"]
+    assert dest.load_states()["orders"].checkpoint == CP2
+    assert sf_wh.count("_ogsync_state") == 1
+
+
 def test_a_role_that_may_not_make_the_tables_fails_in_one_line_naming_ogsync_check(
     sf_wh, monkeypatch
 ):

@@ -791,14 +791,10 @@ class SnowflakeDestination(SqlDestination):
         return gone
 
     def _save_state(self, ep: Endpoint, commit: Commit, now: datetime) -> None:
-        """As `SqlDestination._save_state`, without ON CONFLICT: a row is made when missing,
-        then one UPDATE sets what the commit moves."""
+        """As `SqlDestination._save_state`, without ON CONFLICT: one UPDATE sets what the
+        commit moves, on a row made first if the UPDATE found none (each statement is a round
+        trip, and the row is there after an endpoint's first batch)."""
         table = f"{self.s}.{STATE_TABLE}"
-        self.execute(
-            f"INSERT INTO {table} (endpoint, updated_at) SELECT ?, {_ts()} "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE endpoint = ?)",
-            [ep.name, now, ep.name],
-        )
         sets, params = [f"updated_at = {_ts()}"], [now]
         if commit.keep_checkpoint:
             cp = commit.checkpoint
@@ -826,7 +822,12 @@ class SnowflakeDestination(SqlDestination):
         if commit.last_records is not None:
             sets.append("last_records = ?")
             params.append(commit.last_records)
-        self.execute(f"UPDATE {table} SET {', '.join(sets)} WHERE endpoint = ?", [*params, ep.name])
+        update = f"UPDATE {table} SET {', '.join(sets)} WHERE endpoint = ?", [*params, ep.name]
+        if not self.count(*update):
+            self.execute(
+                f"INSERT INTO {table} (endpoint, updated_at) VALUES (?, {_ts()})", [ep.name, now]
+            )
+            self.count(*update)
         if commit.backfill_window is not None:
             done = None if commit.backfill_next else now
             backfill = f"{self.s}.{BACKFILL_TABLE}"
