@@ -177,14 +177,15 @@ def _keep_comments() -> None:
     def _execute(self: Any, transformed: Any, params: Any = None) -> None:
         run(self, transformed, params)
         table = transformed.args.get("ogsync_comment_table")
-        if table is None:
+        comments = transformed.args.get("col_comments") or ()
+        if table is None or not comments:
             return
         # One call for all of a table's columns: a CREATE TABLE names forty of them.
         parts = (table.catalog or self._conn.database, table.db or self._conn.schema, table.name)
         self._duck_conn.execute(
             ";\n".join(
                 f"COMMENT ON COLUMN {'.'.join(map(_quoted, (*parts, column)))} IS {_literal(text)}"
-                for column, text in transformed.args.get("col_comments") or ()
+                for column, text in comments
             )
         )
 
