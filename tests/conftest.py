@@ -19,15 +19,6 @@ START = datetime(2025, 3, 14, 17, 0, 0, tzinfo=UTC)
 CURSOR = {"X-OG-API-VERSION": "2"}
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The modules holding a slow test first, each group in its usual order. xdist hands out
-    whole modules in this order (`--no-loadscope-reorder`; by default it would hand out the
-    modules with the most tests first, which leaves the long one-test modules for the end,
-    each keeping one worker busy while the others have nothing left)."""
-    slow = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow)
-
-
 class Api(SimControl):
     """A client for one running simulator: the walks tests need, and its controls (`truth`,
     `advance`, `stats`, ...) from `SimControl`."""
