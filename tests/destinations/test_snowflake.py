@@ -392,33 +392,8 @@ def test_a_lost_session_rolls_the_batch_back_and_runs_it_again_once(
         SnowflakeDestination(with_lease(sf_wh.url, 60), sf_wh.schema)
 
 
-def test_the_run_log_takes_no_transaction_and_a_lost_session_writes_its_row_once(
-    sf_wh, snowflake_emulator, monkeypatch
-):
-    dest = prepared(sf_wh)
-    sent: list[str] = []
-    original = dest._run
-
-    def counted(sql: str, params: Any = ()) -> Any:
-        sent.append(sql.split()[0].upper())
-        return original(sql, params)
-
-    monkeypatch.setattr(dest, "_run", counted)
-    started = RunLog("run-1", "orders", "sync", CP1.window_end)
-    dest.log_run(started)  # each statement is a round trip: no BEGIN or COMMIT around them
-    assert sent == ["UPDATE", "INSERT"]
-    sent.clear()
-    assert snowflake_emulator.end_session(dest.conn.rest.token)
-    dest.log_run(replace(started, status="success", records=3, finished_at=CP2.window_end))
-    assert sent[-1] == "UPDATE" and "BEGIN" not in sent and "COMMIT" not in sent
-    assert sf_wh.rows("SELECT run_id, endpoint, status, records FROM {s}._ogsync_runs") == [
-        {"run_id": "run-1", "endpoint": "orders", "status": "success", "records": 3}
-    ]
-
-
-def test_a_batch_after_the_first_moves_the_state_in_one_statement(sf_wh, monkeypatch):
-    dest = prepared(sf_wh)
-    write(dest, ORDERS, [rec(ORDERS, "o1", "2025-01-15 10:00:00")])  # makes the state row
+def statements_sent(dest: SnowflakeDestination, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements `dest` sends from now on, each a round trip to Snowflake."""
     sent: list[str] = []
     original = dest._run
 
@@ -427,9 +402,38 @@ def test_a_batch_after_the_first_moves_the_state_in_one_statement(sf_wh, monkeyp
         return original(sql, params)
 
     monkeypatch.setattr(dest, "_run", counted)
+    return sent
+
+
+def verb(sql: str) -> str:
+    return sql.split()[0].upper()
+
+
+def test_the_run_log_takes_no_transaction_and_a_lost_session_writes_its_row_once(
+    sf_wh, snowflake_emulator, monkeypatch
+):
+    dest = prepared(sf_wh)
+    sent = statements_sent(dest, monkeypatch)
+    started = RunLog("run-1", "orders", "sync", CP1.window_end)
+    dest.log_run(started)  # each statement is a round trip: no BEGIN or COMMIT around them
+    assert [verb(sql) for sql in sent] == ["UPDATE", "INSERT"]
+    sent.clear()
+    assert snowflake_emulator.end_session(dest.conn.rest.token)
+    dest.log_run(replace(started, status="success", records=3, finished_at=CP2.window_end))
+    verbs = [verb(sql) for sql in sent]
+    assert verbs[-1] == "UPDATE" and "BEGIN" not in verbs and "COMMIT" not in verbs
+    assert sf_wh.rows("SELECT run_id, endpoint, status, records FROM {s}._ogsync_runs") == [
+        {"run_id": "run-1", "endpoint": "orders", "status": "success", "records": 3}
+    ]
+
+
+def test_a_batch_after_the_first_moves_the_state_in_one_statement(sf_wh, monkeypatch):
+    dest = prepared(sf_wh)
+    write(dest, ORDERS, [rec(ORDERS, "o1", "2025-01-15 10:00:00")])  # makes the state row
+    sent = statements_sent(dest, monkeypatch)
     write(dest, ORDERS, [rec(ORDERS, "o2", "2025-01-15 11:00:00")], checkpoint=CP2,
           keep_checkpoint=True)  # fmt: skip
-    state = [sql.split()[0] for sql in sent if "_ogsync_state" in sql]
+    state = [verb(sql) for sql in sent if "_ogsync_state" in sql]
     assert state == ["UPDATE"]
     assert dest.load_states()["orders"].checkpoint == CP2
     assert sf_wh.count("_ogsync_state") == 1

@@ -33,6 +33,8 @@ from urllib.parse import urlencode
 
 import httpx
 
+from ogsync.destinations.base import quote
+
 __all__ = ["SnowflakeEmulator", "emulated_snowflake"]
 
 USER, ACCOUNT = "ogsync", "emulator"
@@ -184,7 +186,7 @@ def _keep_comments() -> None:
         parts = (table.catalog or self._conn.database, table.db or self._conn.schema, table.name)
         self._duck_conn.execute(
             ";\n".join(
-                f"COMMENT ON COLUMN {'.'.join(map(_quoted, (*parts, column)))} IS {_literal(text)}"
+                f"COMMENT ON COLUMN {'.'.join(map(quote, (*parts, column)))} IS {_literal(text)}"
                 for column, text in comments
             )
         )
@@ -254,10 +256,6 @@ def _keep_comments() -> None:
         return described[shape]
 
     fake._describe_last_sql = _describe_last_sql
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _literal(text: str) -> str:
